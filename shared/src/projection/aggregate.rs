@@ -1,0 +1,299 @@
+//! The customer aggregate: every stored object of one customer (or one guest charge), each a
+//! last-writer-wins register under [`Stamp`] order, so applying changes commutes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::stamp::Stamp;
+use super::{mrr, Change};
+
+/// Invoices kept per customer: the newest by `(created, id)`.
+pub const MAX_INVOICES: usize = 5;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CustomerState {
+    pub id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub livemode: Option<bool>,
+    pub created: Option<i64>,
+    pub currency: Option<String>,
+    pub deleted: bool,
+    /// `(year, month)` of the default payment method's card, when expanded.
+    pub card_exp: Option<(i32, u32)>,
+    pub stamp: Stamp,
+}
+
+/// A coupon with `duration: forever` (the only ones that reduce MRR).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CouponTerms {
+    /// Percent off in millionths of the amount (25.5 % = 255 000).
+    pub percent_off_ppm: Option<i64>,
+    pub amount_off: Option<i64>,
+    pub currency: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ItemState {
+    pub price_id: Option<String>,
+    pub product_id: Option<String>,
+    pub interval: Option<String>,
+    pub interval_count: i64,
+    pub unit_amount: Option<i64>,
+    pub quantity: i64,
+    pub usage_type: Option<String>,
+    pub currency: Option<String>,
+    pub discounts: Vec<CouponTerms>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SubState {
+    pub id: String,
+    pub status: String,
+    pub items: Vec<ItemState>,
+    /// Subscription-level forever coupons.
+    pub discounts: Vec<CouponTerms>,
+    pub currency: Option<String>,
+    pub livemode: Option<bool>,
+    pub cancel_at_period_end: bool,
+    pub created: Option<i64>,
+    pub start_date: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub canceled_at: Option<i64>,
+    pub trial_end: Option<i64>,
+    pub current_period_end: Option<i64>,
+    pub card_exp: Option<(i32, u32)>,
+    pub stamp: Stamp,
+}
+
+impl SubState {
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.status.as_str(), "canceled" | "incomplete_expired")
+    }
+
+    /// The currency of the subscription, else of its first item.
+    pub fn currency(&self) -> String {
+        self.currency
+            .clone()
+            .or_else(|| self.items.iter().find_map(|i| i.currency.clone()))
+            .unwrap_or_default()
+    }
+
+    /// When this version takes effect for metrics: its stamp time, or the end of a
+    /// subscription observed canceled after the fact (e.g. by a listing).
+    pub fn effective_time(&self) -> i64 {
+        let end = if self.is_terminal() {
+            self.ended_at.or(self.canceled_at)
+        } else {
+            None
+        };
+        match end {
+            Some(e) if e < self.stamp.t => e,
+            _ => self.stamp.t,
+        }
+    }
+}
+
+/// One point of a subscription's MRR history.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HistoryPoint {
+    pub t: i64,
+    pub mrr: i64,
+    pub currency: String,
+    /// Counted as an active subscription (`active` or `past_due`).
+    pub active: bool,
+    pub status: String,
+    /// The stamp of the version the point came from: the greatest wins a shared `t`.
+    pub stamp: Stamp,
+}
+
+impl HistoryPoint {
+    pub fn of(sub: &SubState) -> Self {
+        HistoryPoint {
+            t: sub.effective_time(),
+            mrr: mrr::subscription_mrr(sub),
+            currency: sub.currency(),
+            active: mrr::counts_mrr(&sub.status),
+            status: sub.status.clone(),
+            stamp: sub.stamp.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SubEntry {
+    pub state: SubState,
+    /// Sorted by `t`, one point per `t` (the greatest stamp wins). Every applied version adds or
+    /// replaces one point, winner or not, so the history is order independent. It is never
+    /// pruned: dropping points would rewrite past metrics. It grows by one point per distinct
+    /// event second of the subscription (a few per billing period).
+    pub history: Vec<HistoryPoint>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InvoiceState {
+    pub id: String,
+    pub status: String,
+    pub amount_due: i64,
+    pub amount_paid: i64,
+    pub currency: String,
+    pub created: i64,
+    pub hosted_invoice_url: Option<String>,
+    pub attempt_count: i64,
+    pub subscription: Option<String>,
+    pub livemode: Option<bool>,
+    pub deleted: bool,
+    pub stamp: Stamp,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChargeState {
+    pub id: String,
+    pub status: String,
+    pub amount: i64,
+    pub amount_refunded: i64,
+    pub currency: String,
+    pub created: i64,
+    pub failure_code: Option<String>,
+    pub livemode: Option<bool>,
+    pub card_exp: Option<(i32, u32)>,
+    pub stamp: Stamp,
+}
+
+/// Everything we store about one Stripe customer (or one guest charge), as one DynamoDB item.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CustomerAggregate {
+    pub customer: Option<CustomerState>,
+    pub subscriptions: BTreeMap<String, SubEntry>,
+    pub invoices: BTreeMap<String, InvoiceState>,
+    pub charges: BTreeMap<String, ChargeState>,
+}
+
+impl CustomerAggregate {
+    /// Applies one version; true if the stored state changed. Commutative and idempotent.
+    pub fn apply(&mut self, change: &Change) -> bool {
+        match change {
+            Change::Customer(v) => {
+                if self.customer.as_ref().is_none_or(|c| v.stamp > c.stamp) {
+                    self.customer = Some(v.clone());
+                    true
+                } else {
+                    false
+                }
+            }
+            Change::Subscription(v) => self.apply_subscription(v),
+            Change::Invoice(v) => self.apply_invoice(v),
+            Change::Charge(v) => {
+                let newer = self.charges.get(&v.id).is_none_or(|c| v.stamp > c.stamp);
+                if newer {
+                    self.charges.insert(v.id.clone(), v.clone());
+                }
+                newer
+            }
+        }
+    }
+
+    fn apply_subscription(&mut self, v: &SubState) -> bool {
+        let mut changed = false;
+        let entry = self.subscriptions.entry(v.id.clone()).or_insert_with(|| {
+            changed = true;
+            SubEntry {
+                state: v.clone(),
+                history: Vec::new(),
+            }
+        });
+        if v.stamp > entry.state.stamp {
+            entry.state = v.clone();
+            changed = true;
+        }
+        let point = HistoryPoint::of(v);
+        match entry.history.binary_search_by(|p| p.t.cmp(&point.t)) {
+            Ok(i) => {
+                if point.stamp > entry.history[i].stamp {
+                    entry.history[i] = point;
+                    changed = true;
+                }
+            }
+            Err(i) => {
+                entry.history.insert(i, point);
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    fn apply_invoice(&mut self, v: &InvoiceState) -> bool {
+        let newer = self.invoices.get(&v.id).is_none_or(|i| v.stamp > i.stamp);
+        if !newer {
+            return false;
+        }
+        self.invoices.insert(v.id.clone(), v.clone());
+        // Deterministic pruning: an invoice pruned once has MAX_INVOICES newer ones that stay,
+        // so it never comes back and the result does not depend on arrival order.
+        while self.invoices.len() > MAX_INVOICES {
+            let oldest = self
+                .invoices
+                .values()
+                .min_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)))
+                .map(|i| i.id.clone());
+            match oldest {
+                Some(id) => {
+                    self.invoices.remove(&id);
+                }
+                None => break,
+            }
+        }
+        self.invoices.get(&v.id).is_some_and(|i| i.stamp == v.stamp)
+    }
+
+    /// Newest stamp time over every stored object: "last active", and when the panel was synced.
+    pub fn last_active(&self) -> i64 {
+        let c = self.customer.iter().map(|c| c.stamp.t);
+        let s = self.subscriptions.values().map(|s| s.state.stamp.t);
+        let i = self.invoices.values().map(|i| i.stamp.t);
+        let ch = self.charges.values().map(|c| c.stamp.t);
+        c.chain(s).chain(i).chain(ch).max().unwrap_or(0)
+    }
+
+    /// Same as [`Self::last_active`]: deterministic, never the wall clock.
+    pub fn synced_at(&self) -> i64 {
+        self.last_active()
+    }
+
+    /// The trimmed, lower-cased email for the email index; none for guests.
+    pub fn email_key(&self) -> Option<String> {
+        let e = self
+            .customer
+            .as_ref()?
+            .email
+            .as_deref()?
+            .trim()
+            .to_lowercase();
+        (!e.is_empty()).then_some(e)
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.customer.as_ref().is_some_and(|c| c.deleted)
+    }
+
+    /// Live mode of the customer, else of any stored object; false when unknown.
+    pub fn livemode(&self) -> bool {
+        self.customer
+            .as_ref()
+            .and_then(|c| c.livemode)
+            .or_else(|| self.subscriptions.values().find_map(|s| s.state.livemode))
+            .or_else(|| self.invoices.values().find_map(|i| i.livemode))
+            .or_else(|| self.charges.values().find_map(|c| c.livemode))
+            .unwrap_or(false)
+    }
+}
