@@ -48,8 +48,10 @@ pub fn parse_header(header: &str) -> Result<SignatureHeader, SignatureError> {
             }
             "v1" => {
                 let mut sig = [0u8; 32];
-                // A v1 that is not 64 hex digits can never match; skip it like Stripe's SDKs do.
-                if hex::decode_to_slice(value, &mut sig).is_ok() {
+                // Stripe sends 64 lower-case hex digits; anything else can never match (its SDKs
+                // compare the hex strings), so skip it like they do.
+                let lower_hex = value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+                if lower_hex && hex::decode_to_slice(value, &mut sig).is_ok() {
                     v1.push(sig);
                 }
             }
@@ -91,7 +93,7 @@ pub fn verify(
     if !matched {
         return Err(SignatureError::NoMatch);
     }
-    if tolerance_secs > 0 && (now - parsed.timestamp).abs() > tolerance_secs {
+    if tolerance_secs > 0 && now.abs_diff(parsed.timestamp) > tolerance_secs.unsigned_abs() {
         return Err(SignatureError::TimestampOutOfTolerance);
     }
     Ok(parsed.timestamp)
