@@ -1,0 +1,462 @@
+//! The workspace's Stripe connection: account, status, sealed token, sync bookkeeping.
+
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use serde::{Deserialize, Serialize};
+
+use super::{get_s, is_condition_failure, keys, n, s, Item, Store, StoreError};
+use crate::vault::SealedToken;
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    #[default]
+    Free,
+    Pro,
+    Scale,
+}
+
+impl Tier {
+    pub fn parse(s: &str) -> Option<Tier> {
+        match s {
+            "free" => Some(Tier::Free),
+            "pro" => Some(Tier::Pro),
+            "scale" => Some(Tier::Scale),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Free => "free",
+            Tier::Pro => "pro",
+            Tier::Scale => "scale",
+        }
+    }
+    /// Scheduled sync cadence; Free has none.
+    pub fn cadence_secs(self) -> Option<i64> {
+        match self {
+            Tier::Free => None,
+            Tier::Pro => Some(3 * 3600),
+            Tier::Scale => Some(30 * 60),
+        }
+    }
+    /// Manual re-syncs per UTC day; `None` is unlimited.
+    pub fn manual_sync_limit(self) -> Option<u32> {
+        match self {
+            Tier::Free => Some(3),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionStatus {
+    Active,
+    NeedsReconnect,
+    Disconnected,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BackfillStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Backfill {
+    pub status: BackfillStatus,
+    pub progress: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LastError {
+    pub code: String,
+    pub message: String,
+    pub at: i64,
+}
+
+/// The stored connection. `sealed_token` is erased on disconnect and deauthorization.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Connection {
+    pub workspace_id: String,
+    pub account_id: String,
+    #[serde(default)]
+    pub business_name: Option<String>,
+    pub livemode: bool,
+    #[serde(default)]
+    pub tier: Tier,
+    pub status: ConnectionStatus,
+    #[serde(default)]
+    pub sealed_token: Option<SealedToken>,
+    #[serde(default)]
+    pub scope: String,
+    pub connected_at: i64,
+    #[serde(default)]
+    pub connected_by: String,
+    #[serde(default)]
+    pub last_sync_at: Option<i64>,
+    #[serde(default)]
+    pub last_error: Option<LastError>,
+    pub backfill: Backfill,
+    /// Newest Stripe event seen by a sync (id and `created`), the incremental sync's cursor.
+    #[serde(default)]
+    pub event_cursor: Option<String>,
+    #[serde(default)]
+    pub event_cursor_at: Option<i64>,
+    /// The sync run holding the account's single sync slot, and when its lease ends.
+    #[serde(default)]
+    pub running_sync: Option<String>,
+    #[serde(default)]
+    pub running_sync_until: Option<i64>,
+    #[serde(default)]
+    pub manual_sync_day: Option<String>,
+    #[serde(default)]
+    pub manual_sync_count: u32,
+    #[serde(default)]
+    pub disconnected_at: Option<i64>,
+}
+
+impl Connection {
+    pub fn new(workspace_id: &str, account_id: &str, livemode: bool, tier: Tier, now: i64) -> Self {
+        Self {
+            workspace_id: workspace_id.to_string(),
+            account_id: account_id.to_string(),
+            business_name: None,
+            livemode,
+            tier,
+            status: ConnectionStatus::Active,
+            sealed_token: None,
+            scope: "read_only".into(),
+            connected_at: now,
+            connected_by: String::new(),
+            last_sync_at: None,
+            last_error: None,
+            backfill: Backfill { status: BackfillStatus::Pending, progress: 0.0 },
+            event_cursor: None,
+            event_cursor_at: None,
+            running_sync: None,
+            running_sync_until: None,
+            manual_sync_day: None,
+            manual_sync_count: 0,
+            disconnected_at: None,
+        }
+    }
+
+    /// Only an active connection with a paid tier is on a schedule.
+    fn tier_index(&self) -> Option<(String, String)> {
+        (self.status == ConnectionStatus::Active && self.tier.cadence_secs().is_some())
+            .then(|| (keys::tier_partition(self.tier.as_str()), keys::ws(&self.workspace_id)))
+    }
+
+    fn to_item(&self) -> Result<Item, StoreError> {
+        let mut item: Item = serde_dynamo::to_item(self).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        item.insert("pk".into(), s(keys::ws(&self.workspace_id)));
+        item.insert("sk".into(), s(keys::CONNECTION));
+        if let Some((pk, sk)) = self.tier_index() {
+            item.insert("gsi2pk".into(), s(pk));
+            item.insert("gsi2sk".into(), s(sk));
+            item.insert("account_id".into(), s(&self.account_id));
+        }
+        Ok(item)
+    }
+
+    fn from_item(item: Item) -> Result<Self, StoreError> {
+        serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(format!("connection: {e}")))
+    }
+}
+
+/// A workspace linked to an account, as the webhook sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountMember {
+    pub workspace_id: String,
+    pub active: bool,
+}
+
+/// Why a manual sync cannot start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncSlotRefusal {
+    /// Another sync holds the slot.
+    InProgress { run_id: String },
+    /// Free tier's daily quota is used; seconds until it resets.
+    DailyLimit { retry_after: i64 },
+    NotConnected,
+}
+
+impl Store {
+    pub async fn get_connection(&self, workspace_id: &str) -> Result<Option<Connection>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::ws(workspace_id)))
+            .key("sk", s(keys::CONNECTION))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        out.item.map(Connection::from_item).transpose()
+    }
+
+    /// Writes the whole connection and its account-map entry in one transaction.
+    pub async fn put_connection(&self, conn: &Connection) -> Result<(), StoreError> {
+        let member = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(keys::account(&conn.account_id)))
+            .item("sk", s(keys::account_member(&conn.workspace_id)))
+            .item("workspace_id", s(&conn.workspace_id))
+            .item("active", AttributeValue::Bool(conn.status == ConnectionStatus::Active))
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let main = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(conn.to_item()?))
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(main).build())
+            .transact_items(TransactWriteItem::builder().put(member).build())
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        Ok(())
+    }
+
+    /// Replaces a connection, moving the account map when the account changed (reconnect).
+    pub async fn replace_connection(&self, previous: Option<&Connection>, conn: &Connection) -> Result<(), StoreError> {
+        if let Some(prev) = previous.filter(|p| p.account_id != conn.account_id) {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key("pk", s(keys::account(&prev.account_id)))
+                .key("sk", s(keys::account_member(&prev.workspace_id)))
+                .send()
+                .await
+                .map_err(StoreError::sdk)?;
+        }
+        self.put_connection(conn).await
+    }
+
+    /// Read-modify-write of a connection; `f` returns false to skip writing.
+    pub async fn update_connection<F>(&self, workspace_id: &str, mut f: F) -> Result<Option<Connection>, StoreError>
+    where
+        F: FnMut(&mut Connection) -> bool,
+    {
+        let Some(mut conn) = self.get_connection(workspace_id).await? else { return Ok(None) };
+        if f(&mut conn) {
+            self.put_connection(&conn).await?;
+        }
+        Ok(Some(conn))
+    }
+
+    /// Every workspace connected to a Stripe account (usually one).
+    pub async fn account_members(&self, account_id: &str) -> Result<Vec<AccountMember>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(keys::account(account_id)))
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        Ok(out
+            .items()
+            .iter()
+            .filter_map(|i| {
+                Some(AccountMember {
+                    workspace_id: get_s(i, "workspace_id")?.to_string(),
+                    active: super::get_bool(i, "active").unwrap_or(false),
+                })
+            })
+            .collect())
+    }
+
+    /// Active connections of a tier, from the sparse tier index (never a scan).
+    pub async fn connections_in_tier(&self, tier: Tier) -> Result<Vec<(String, String)>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("tier")
+                .key_condition_expression("gsi2pk = :t")
+                .expression_attribute_values(":t", s(keys::tier_partition(tier.as_str())))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(StoreError::sdk)?;
+            for item in page.items() {
+                if let (Some(ws), Some(acct)) = (get_s(item, "workspace_id"), get_s(item, "account_id")) {
+                    out.push((ws.to_string(), acct.to_string()));
+                }
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The workspace's plan, set by `workspace.plan_changed` (Free when never set).
+    pub async fn get_plan(&self, workspace_id: &str) -> Result<Tier, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::ws(workspace_id)))
+            .key("sk", s(keys::PLAN))
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        Ok(out.item.as_ref().and_then(|i| get_s(i, "tier")).and_then(Tier::parse).unwrap_or_default())
+    }
+
+    /// Records the plan and applies it to the connection (and so to the schedules).
+    pub async fn set_plan(&self, workspace_id: &str, tier: Tier) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(keys::ws(workspace_id)))
+            .item("sk", s(keys::PLAN))
+            .item("tier", s(tier.as_str()))
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        self.update_connection(workspace_id, |c| {
+            let changed = c.tier != tier;
+            c.tier = tier;
+            changed
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Takes the account's single sync slot for `run_id`, counting a manual sync against the
+    /// tier's daily quota. Atomic: two callers never both get the slot.
+    pub async fn acquire_sync_slot(
+        &self,
+        workspace_id: &str,
+        run_id: &str,
+        manual: bool,
+        now: i64,
+        lease_secs: i64,
+    ) -> Result<Result<Connection, SyncSlotRefusal>, StoreError> {
+        let Some(conn) = self.get_connection(workspace_id).await? else { return Ok(Err(SyncSlotRefusal::NotConnected)) };
+        if conn.status != ConnectionStatus::Active {
+            return Ok(Err(SyncSlotRefusal::NotConnected));
+        }
+        if let (Some(running), Some(until)) = (&conn.running_sync, conn.running_sync_until) {
+            if until > now {
+                return Ok(Err(SyncSlotRefusal::InProgress { run_id: running.clone() }));
+            }
+        }
+        let today = crate::time::day_of(now).to_string();
+        let used_today = if conn.manual_sync_day.as_deref() == Some(today.as_str()) { conn.manual_sync_count } else { 0 };
+        if manual {
+            if let Some(limit) = conn.tier.manual_sync_limit() {
+                if used_today >= limit {
+                    return Ok(Err(SyncSlotRefusal::DailyLimit { retry_after: crate::time::seconds_to_next_utc_day(now) }));
+                }
+            }
+        }
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::ws(workspace_id)))
+            .key("sk", s(keys::CONNECTION))
+            .update_expression(if manual {
+                "SET running_sync = :run, running_sync_until = :until, manual_sync_day = :day, manual_sync_count = :count"
+            } else {
+                "SET running_sync = :run, running_sync_until = :until"
+            })
+            // The slot is free (never taken, released, or its lease ran out) and nobody counted a
+            // manual sync since we read the connection.
+            .condition_expression(
+                "#st = :active AND (attribute_not_exists(running_sync_until) OR attribute_type(running_sync_until, :null) OR running_sync_until <= :now) AND manual_sync_count = :used",
+            )
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":run", s(run_id))
+            .expression_attribute_values(":until", n(now + lease_secs))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":active", s("active"))
+            .expression_attribute_values(":null", s("NULL"))
+            .expression_attribute_values(":used", n(conn.manual_sync_count as i64))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
+        if manual {
+            request = request.expression_attribute_values(":day", s(&today)).expression_attribute_values(":count", n(used_today as i64 + 1));
+        }
+        let result = request.send().await;
+        match result {
+            Ok(out) => Ok(Ok(Connection::from_item(out.attributes.unwrap_or_default())?)),
+            Err(e) if is_condition_failure(&e) => {
+                // Lost a race: report the current holder.
+                let current = self.get_connection(workspace_id).await?;
+                Ok(Err(match current.and_then(|c| c.running_sync) {
+                    Some(run_id) => SyncSlotRefusal::InProgress { run_id },
+                    None => SyncSlotRefusal::InProgress { run_id: String::new() },
+                }))
+            }
+            Err(e) => Err(StoreError::sdk(e)),
+        }
+    }
+
+    /// Frees the slot if `run_id` still holds it.
+    pub async fn release_sync_slot(&self, workspace_id: &str, run_id: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::ws(workspace_id)))
+            .key("sk", s(keys::CONNECTION))
+            .update_expression("REMOVE running_sync, running_sync_until")
+            .condition_expression("running_sync = :run")
+            .expression_attribute_values(":run", s(run_id))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(StoreError::sdk(e)),
+        }
+    }
+
+    /// Records an OAuth state nonce until it expires (TTL removes it later).
+    pub async fn put_oauth_nonce(&self, workspace_id: &str, nonce: &str, expires_at: i64) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(keys::ws(workspace_id)))
+            .item("sk", s(keys::oauth_nonce(nonce)))
+            .item("expires_at", n(expires_at))
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        Ok(())
+    }
+
+    /// Consumes a nonce: true exactly once for a nonce that exists and has not expired.
+    pub async fn consume_oauth_nonce(&self, workspace_id: &str, nonce: &str, now: i64) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::ws(workspace_id)))
+            .key("sk", s(keys::oauth_nonce(nonce)))
+            .condition_expression("attribute_exists(pk) AND expires_at >= :now")
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(StoreError::sdk(e)),
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! Customer aggregates: one item per Stripe customer holding the aggregate, its precomputed panel
+//! and its index keys. A change is read → applied in memory → written back in one transaction
+//! together with the metric deltas it causes, guarded by the item's version (optimistic
+//! concurrency), so every delta is counted exactly once.
+
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+
+use super::{get_bool, get_n, get_s, is_condition_failure, keys, n, s, Item, Store, StoreError};
+use crate::projection::{diff, CatalogItem, Change, CustomerAggregate, MetricDelta, MetricKey, PanelCustomer, StoredPanel};
+
+/// DynamoDB allows 100 items per transaction: the aggregate, the dedup marker, and the rest.
+const MAX_METRIC_ITEMS: usize = 98;
+const MAX_ATTEMPTS: usize = 8;
+
+/// Attributes a panel read needs (never the whole aggregate).
+const PANEL_ATTRS: &str = "customer_id, panel, livemode, last_active, deleted, synced_at";
+
+/// Filters of the customer list for routing rules.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerFilter {
+    pub status: Option<String>,
+    pub min_mrr: Option<i64>,
+    pub max_mrr: Option<i64>,
+    pub currency: Option<String>,
+    pub limit: i32,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("the cursor is not one this list handed out")]
+pub struct InvalidCursor;
+
+fn metric_update(table: &str, ws: &str, key: &MetricKey, delta: &MetricDelta) -> Result<Update, StoreError> {
+    let fields = serde_json::to_value(delta).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut builder = Update::builder()
+        .table_name(table)
+        .key("pk", s(keys::metrics(ws)))
+        .key("sk", s(keys::metrics_day(key.day, &key.currency)));
+    let mut clauses = Vec::new();
+    for (i, (name, value)) in fields.as_object().into_iter().flatten().enumerate() {
+        let v = value.as_i64().unwrap_or(0);
+        if v != 0 {
+            clauses.push(format!("#f{i} :v{i}"));
+            builder = builder.expression_attribute_names(format!("#f{i}"), name).expression_attribute_values(format!(":v{i}"), n(v));
+        }
+    }
+    builder.update_expression(format!("ADD {}", clauses.join(", "))).build().map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn customer_item(ws: &str, aggregate_id: &str, agg: &CustomerAggregate, version: i64) -> Result<Item, StoreError> {
+    let mut item = Item::new();
+    item.insert("pk".into(), s(keys::ws(ws)));
+    item.insert("sk".into(), s(keys::customer(aggregate_id)));
+    item.insert("agg".into(), s(serde_json::to_string(agg).map_err(|e| StoreError::Corrupt(e.to_string()))?));
+    item.insert("version".into(), n(version));
+    item.insert("customer_id".into(), s(aggregate_id));
+    item.insert("deleted".into(), AttributeValue::Bool(agg.is_deleted()));
+    item.insert("livemode".into(), AttributeValue::Bool(agg.livemode()));
+    item.insert("last_active".into(), n(agg.last_active()));
+    item.insert("synced_at".into(), n(agg.synced_at()));
+    let panel = agg.panel_customer();
+    if let Some(panel) = &panel {
+        item.insert("panel".into(), s(serde_json::to_string(panel).map_err(|e| StoreError::Corrupt(e.to_string()))?));
+        item.insert("status".into(), s(&panel.payment_status));
+        item.insert("mrr".into(), n(panel.mrr.amount));
+        if !agg.is_deleted() {
+            let currency = if panel.mrr.currency.is_empty() { "none" } else { panel.mrr.currency.as_str() };
+            item.insert("gsi3pk".into(), s(keys::mrr_partition(ws, currency)));
+            item.insert("gsi3sk".into(), s(keys::mrr_sort(panel.mrr.amount, aggregate_id)));
+        }
+    }
+    if let Some(email) = agg.email_key().filter(|e| !e.is_empty()) {
+        item.insert("gsi1pk".into(), s(keys::email_partition(ws, &email)));
+        item.insert("gsi1sk".into(), s(keys::customer(aggregate_id)));
+    }
+    Ok(item)
+}
+
+fn stored_panel(item: &Item) -> Result<StoredPanel, StoreError> {
+    let customer: Option<PanelCustomer> = match get_s(item, "panel") {
+        Some(raw) => Some(serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(format!("panel: {e}")))?),
+        None => None,
+    };
+    Ok(StoredPanel {
+        customer_id: get_s(item, "customer_id").unwrap_or_default().to_string(),
+        livemode: get_bool(item, "livemode").unwrap_or(false),
+        last_active: get_n(item, "last_active").unwrap_or(0),
+        deleted: get_bool(item, "deleted").unwrap_or(false),
+        customer,
+        synced_at: get_n(item, "synced_at").unwrap_or(0),
+    })
+}
+
+fn encode_cursor(key: &Item) -> String {
+    let map: std::collections::BTreeMap<&str, &str> =
+        key.iter().filter_map(|(k, v)| v.as_s().ok().map(|v| (k.as_str(), v.as_str()))).collect();
+    B64.encode(serde_json::to_vec(&map).unwrap_or_default())
+}
+
+/// Decodes a cursor and checks it belongs to this very query (same partition), so a forged
+/// cursor can neither error the query nor reach another tenant.
+fn decode_cursor(raw: &str, partition_attr: &str, partition: &str) -> Result<Item, InvalidCursor> {
+    if raw.len() > 2048 {
+        return Err(InvalidCursor);
+    }
+    let bytes = B64.decode(raw).map_err(|_| InvalidCursor)?;
+    let map: std::collections::BTreeMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| InvalidCursor)?;
+    const ALLOWED: [&str; 4] = ["pk", "sk", "gsi3pk", "gsi3sk"];
+    if map.keys().any(|k| !ALLOWED.contains(&k.as_str())) || map.get(partition_attr).map(String::as_str) != Some(partition) {
+        return Err(InvalidCursor);
+    }
+    if map.get("pk").is_some_and(|pk| !pk.starts_with(&partition[..partition.find('#').map(|i| i + 1).unwrap_or(0)])) {
+        return Err(InvalidCursor);
+    }
+    Ok(map.into_iter().map(|(k, v)| (k, s(v))).collect())
+}
+
+impl Store {
+    async fn read_aggregate(&self, ws: &str, aggregate_id: &str) -> Result<(CustomerAggregate, i64), StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::ws(ws)))
+            .key("sk", s(keys::customer(aggregate_id)))
+            .projection_expression("agg, version")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        match out.item {
+            None => Ok((CustomerAggregate::default(), 0)),
+            Some(item) => {
+                let agg = serde_json::from_str(get_s(&item, "agg").unwrap_or("{}")).map_err(|e| StoreError::Corrupt(format!("aggregate: {e}")))?;
+                Ok((agg, get_n(&item, "version").unwrap_or(0)))
+            }
+        }
+    }
+
+    /// The stored aggregate, for tests and reconciliation.
+    pub async fn get_aggregate(&self, ws: &str, aggregate_id: &str) -> Result<Option<CustomerAggregate>, StoreError> {
+        let (agg, version) = self.read_aggregate(ws, aggregate_id).await?;
+        Ok((version > 0).then_some(agg))
+    }
+
+    /// Applies `changes` to the aggregate; true if stored state changed. A duplicate event (its
+    /// marker exists) or a stale one changes nothing and writes nothing.
+    pub async fn apply_customer_changes(
+        &self,
+        ws: &str,
+        aggregate_id: &str,
+        changes: &[Change],
+        event_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let (old, version) = self.read_aggregate(ws, aggregate_id).await?;
+            let mut new = old.clone();
+            let changed = changes.iter().fold(false, |acc, c| new.apply(c) | acc);
+            if !changed {
+                return Ok(false);
+            }
+            let deltas = diff(&old.metric_contributions(), &new.metric_contributions());
+            if deltas.len() > MAX_METRIC_ITEMS {
+                if changes.len() > 1 {
+                    // Too many days touched at once (a long history listed in one go): apply one
+                    // change at a time; each is then small, and the end state is the same.
+                    let mut any = false;
+                    for change in changes {
+                        any |= Box::pin(self.apply_customer_changes(ws, aggregate_id, std::slice::from_ref(change), None)).await?;
+                    }
+                    return Ok(any);
+                }
+                return Err(StoreError::Corrupt(format!("one change touches {} metric days", deltas.len())));
+            }
+            let mut put = Put::builder().table_name(&self.table).set_item(Some(customer_item(ws, aggregate_id, &new, version + 1)?));
+            put = if version == 0 {
+                put.condition_expression("attribute_not_exists(pk)")
+            } else {
+                put.condition_expression("version = :v").expression_attribute_values(":v", n(version))
+            };
+            let mut items = vec![TransactWriteItem::builder().put(put.build().map_err(|e| StoreError::Corrupt(e.to_string()))?).build()];
+            let dedup_index = event_id.map(|id| {
+                let marker = Put::builder()
+                    .table_name(&self.table)
+                    .item("pk", s(keys::dedup(ws, id)))
+                    .item("sk", s("-"))
+                    .item("expires_at", n(crate::time::now_unix() + keys::DEDUP_TTL_SECS))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .build();
+                items.push(TransactWriteItem::builder().set_put(marker.ok()).build());
+                items.len() - 1
+            });
+            for (key, delta) in &deltas {
+                items.push(TransactWriteItem::builder().update(metric_update(&self.table, ws, key, delta)?).build());
+            }
+            match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+                Ok(_) => return Ok(true),
+                Err(e) => {
+                    let reasons: Vec<String> = e
+                        .as_service_error()
+                        .and_then(|s| match s {
+                            aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => {
+                                Some(c.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_string()).collect())
+                            }
+                            _ => None,
+                        })
+                        .unwrap_or_default();
+                    if reasons.is_empty() {
+                        return Err(StoreError::sdk(e));
+                    }
+                    if dedup_index.is_some_and(|i| reasons.get(i).map(String::as_str) == Some("ConditionalCheckFailed")) {
+                        tracing::info!("duplicate delivery; already projected");
+                        return Ok(false);
+                    }
+                    let retryable = reasons.iter().all(|r| matches!(r.as_str(), "None" | "ConditionalCheckFailed" | "TransactionConflict"));
+                    if !retryable {
+                        return Err(StoreError::Unavailable(format!("transaction cancelled: {}", reasons.join(","))));
+                    }
+                    // Lost a race with another writer of this aggregate: read again.
+                }
+            }
+        }
+        Err(StoreError::Contention(format!("customer {aggregate_id}")))
+    }
+
+    /// A product or price; true if it replaced the stored version.
+    pub async fn put_catalog(&self, ws: &str, item: &CatalogItem) -> Result<bool, StoreError> {
+        let kind = serde_json::to_value(item.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let sk = keys::catalog(&kind, &item.id);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::ws(ws)))
+            .key("sk", s(&sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        let stored: Option<CatalogItem> =
+            out.item.as_ref().and_then(|i| get_s(i, "data")).and_then(|raw| serde_json::from_str(raw).ok());
+        if !item.supersedes(stored.as_ref()) {
+            return Ok(false);
+        }
+        let data = serde_json::to_string(item).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut put = self.client.put_item().table_name(&self.table).item("pk", s(keys::ws(ws))).item("sk", s(&sk)).item("data", s(&data));
+        put = match out.item.as_ref().and_then(|i| get_s(i, "data")) {
+            Some(prev) => put.condition_expression("#d = :prev").expression_attribute_names("#d", "data").expression_attribute_values(":prev", s(prev)),
+            None => put.condition_expression("attribute_not_exists(pk)"),
+        };
+        match put.send().await {
+            Ok(_) => Ok(true),
+            // Someone wrote in between; a retry of the message re-evaluates the order.
+            Err(e) if is_condition_failure(&e) => Err(StoreError::Contention(sk)),
+            Err(e) => Err(StoreError::sdk(e)),
+        }
+    }
+
+    pub async fn get_catalog(&self, ws: &str, kind: &str, id: &str) -> Result<Option<CatalogItem>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::ws(ws)))
+            .key("sk", s(keys::catalog(kind, id)))
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        Ok(out.item.as_ref().and_then(|i| get_s(i, "data")).and_then(|raw| serde_json::from_str(raw).ok()))
+    }
+
+    /// One GetItem: the panel of a customer by id.
+    pub async fn panel_by_id(&self, ws: &str, customer_id: &str) -> Result<Option<StoredPanel>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::ws(ws)))
+            .key("sk", s(keys::customer(customer_id)))
+            .projection_expression(PANEL_ATTRS)
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        out.item.as_ref().map(stored_panel).transpose()
+    }
+
+    /// One Query on the email index: every customer with this email, and a manual link if set.
+    pub async fn panels_by_email(&self, ws: &str, email: &str) -> Result<(Vec<StoredPanel>, Option<String>), StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("email")
+            .key_condition_expression("gsi1pk = :e")
+            .expression_attribute_values(":e", s(keys::email_partition(ws, email)))
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        let mut panels = Vec::new();
+        let mut link = None;
+        for item in out.items() {
+            if get_s(item, "gsi1sk") == Some(keys::LINK_SORT) {
+                link = get_s(item, "customer_id").map(str::to_string);
+            } else {
+                panels.push(stored_panel(item)?);
+            }
+        }
+        Ok((panels, link))
+    }
+
+    /// A manual link of an email to a customer; it wins over email matching.
+    pub async fn put_link(&self, ws: &str, email: &str, customer_id: &str) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(keys::ws(ws)))
+            .item("sk", s(keys::link(email)))
+            .item("customer_id", s(customer_id))
+            .item("gsi1pk", s(keys::email_partition(ws, email)))
+            .item("gsi1sk", s(keys::LINK_SORT))
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        Ok(())
+    }
+
+    /// The filtered customer list, one Query: on the MRR index when a currency or MRR bound is
+    /// given, else over the workspace's customers; `status` is a filter on the page.
+    pub async fn list_customers(&self, ws: &str, filter: &CustomerFilter) -> Result<Result<(Vec<StoredPanel>, Option<String>), InvalidCursor>, StoreError> {
+        let mut query = self.client.query().table_name(&self.table).limit(filter.limit.clamp(1, 100));
+        let (partition_attr, partition) = match &filter.currency {
+            Some(currency) => {
+                let partition = keys::mrr_partition(ws, currency);
+                query = query
+                    .index_name("mrr")
+                    .key_condition_expression("gsi3pk = :p AND gsi3sk BETWEEN :lo AND :hi")
+                    .expression_attribute_values(":p", s(&partition))
+                    .expression_attribute_values(":lo", s(keys::mrr_sort(filter.min_mrr.unwrap_or(0), "")))
+                    .expression_attribute_values(":hi", s(keys::mrr_sort(filter.max_mrr.unwrap_or(i64::MAX / 10), "~")));
+                ("gsi3pk", partition)
+            }
+            None => {
+                let partition = keys::ws(ws);
+                query = query
+                    .key_condition_expression("pk = :p AND begins_with(sk, :c)")
+                    .expression_attribute_values(":p", s(&partition))
+                    .expression_attribute_values(":c", s(keys::CUSTOMER_PREFIX))
+                    .projection_expression(format!("pk, sk, {PANEL_ATTRS}, #st"))
+                    .expression_attribute_names("#st", "status");
+                ("pk", partition)
+            }
+        };
+        let mut filters = vec!["attribute_exists(panel)".to_string()];
+        if let Some(status) = &filter.status {
+            filters.push("#st = :status".into());
+            query = query.expression_attribute_names("#st", "status").expression_attribute_values(":status", s(status));
+        }
+        if filter.currency.is_none() {
+            if let Some(min) = filter.min_mrr {
+                filters.push("mrr >= :min".into());
+                query = query.expression_attribute_values(":min", n(min));
+            }
+            if let Some(max) = filter.max_mrr {
+                filters.push("mrr <= :max".into());
+                query = query.expression_attribute_values(":max", n(max));
+            }
+        }
+        query = query.filter_expression(filters.join(" AND "));
+        if let Some(raw) = &filter.cursor {
+            match decode_cursor(raw, partition_attr, &partition) {
+                Ok(key) => query = query.set_exclusive_start_key(Some(key)),
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        let out = query.send().await.map_err(StoreError::sdk)?;
+        let panels = out.items().iter().map(stored_panel).collect::<Result<Vec<_>, _>>()?;
+        Ok(Ok((panels, out.last_evaluated_key().map(encode_cursor))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_are_bound_to_their_partition() {
+        let mut key = Item::new();
+        key.insert("pk".into(), s("WS#a"));
+        key.insert("sk".into(), s("CUS#cus_1"));
+        let raw = encode_cursor(&key);
+        assert_eq!(decode_cursor(&raw, "pk", "WS#a").map(|k| k.len()), Ok(2));
+        assert_eq!(decode_cursor(&raw, "pk", "WS#b"), Err(InvalidCursor));
+        assert_eq!(decode_cursor("%%%", "pk", "WS#a"), Err(InvalidCursor));
+        let forged = B64.encode(br#"{"pk":"WS#a","sk":"CUS#x","agg":"1"}"#);
+        assert_eq!(decode_cursor(&forged, "pk", "WS#a"), Err(InvalidCursor));
+    }
+}

@@ -1,0 +1,83 @@
+//! Key layout of the single table. Every tenant item's partition starts with `WS#<workspace>`.
+
+pub fn ws(workspace_id: &str) -> String {
+    format!("WS#{workspace_id}")
+}
+pub const CONNECTION: &str = "CONN";
+pub const PLAN: &str = "PLAN";
+
+/// Account → workspaces map, read by the webhook for each event.
+pub fn account(account_id: &str) -> String {
+    format!("ACCT#{account_id}")
+}
+pub fn account_member(workspace_id: &str) -> String {
+    format!("WS#{workspace_id}")
+}
+
+pub fn customer(aggregate_id: &str) -> String {
+    format!("CUS#{aggregate_id}")
+}
+pub const CUSTOMER_PREFIX: &str = "CUS#";
+
+pub fn catalog(kind: &str, id: &str) -> String {
+    format!("{}#{id}", kind.to_ascii_uppercase())
+}
+
+/// Normalised email, as matched: trimmed, lower-cased.
+pub fn normalise_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+pub fn email_partition(workspace_id: &str, email: &str) -> String {
+    format!("WS#{workspace_id}#EMAIL#{}", normalise_email(email))
+}
+pub fn link(email: &str) -> String {
+    format!("LINK#{}", normalise_email(email))
+}
+pub const LINK_SORT: &str = "~LINK";
+
+pub fn mrr_partition(workspace_id: &str, currency: &str) -> String {
+    format!("WS#{workspace_id}#MRR#{currency}")
+}
+/// Sorts by MRR then id; MRR zero-padded so string order is numeric order.
+pub fn mrr_sort(amount: i64, customer_id: &str) -> String {
+    format!("{:016}#{customer_id}", amount.max(0))
+}
+
+pub fn metrics(workspace_id: &str) -> String {
+    format!("WS#{workspace_id}#MET")
+}
+pub fn metrics_day(day: chrono::NaiveDate, currency: &str) -> String {
+    format!("D#{day}#{currency}")
+}
+
+pub fn sync_run(run_id: &str) -> String {
+    format!("SYNC#{run_id}")
+}
+pub const SYNC_PREFIX: &str = "SYNC#";
+
+pub fn tier_partition(tier: &str) -> String {
+    format!("TIER#{tier}")
+}
+
+/// A pending OAuth state's nonce, consumed once by the callback.
+pub fn oauth_nonce(nonce: &str) -> String {
+    format!("OSTATE#{nonce}")
+}
+
+pub fn dedup(workspace_id: &str, event_id: &str) -> String {
+    format!("DEDUP#{workspace_id}#{event_id}")
+}
+/// De-duplication markers outlive Stripe's retry window (3 days) with margin.
+pub const DEDUP_TTL_SECS: i64 = 7 * 86_400;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_trimmed_and_case_folded() {
+        assert_eq!(email_partition("w", "  Jane.Doe@Example.COM "), "WS#w#EMAIL#jane.doe@example.com");
+        assert_eq!(mrr_sort(2000, "cus_1"), "0000000000002000#cus_1");
+        assert!(mrr_sort(999, "a") < mrr_sort(1000, "a"));
+    }
+}

@@ -1,0 +1,39 @@
+//! Metric day items: per workspace, day and currency, the sums of the deltas projected so far.
+//! A metrics read is one Query over the workspace's days up to `to`.
+
+use chrono::NaiveDate;
+
+use super::{get_s, keys, s, Store, StoreError};
+use crate::projection::{MetricDelta, MetricKey};
+
+impl Store {
+    pub async fn metric_days(&self, ws: &str, to: NaiveDate) -> Result<Vec<(MetricKey, MetricDelta)>, StoreError> {
+        let mut days = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk <= :to")
+                .expression_attribute_values(":pk", s(keys::metrics(ws)))
+                .expression_attribute_values(":to", s(format!("D#{to}#~")))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(StoreError::sdk)?;
+            for item in page.items() {
+                let Some((day, currency)) = get_s(item, "sk").and_then(|sk| sk.strip_prefix("D#")).and_then(|r| r.split_once('#')) else {
+                    continue;
+                };
+                let Ok(day) = day.parse::<NaiveDate>() else { continue };
+                let delta: MetricDelta = serde_dynamo::from_item(item.clone()).map_err(|e| StoreError::Corrupt(format!("metric day: {e}")))?;
+                days.push((MetricKey { currency: currency.to_string(), day }, delta));
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(days);
+            }
+        }
+    }
+}
