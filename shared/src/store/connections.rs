@@ -101,9 +101,11 @@ pub struct Connection {
     #[serde(default)]
     pub last_error: Option<LastError>,
     pub backfill: Backfill,
-    /// Newest Stripe event seen by a sync (id and `created`), the incremental sync's cursor.
+    /// The newest Stripe event id seen before the last full listing.
     #[serde(default)]
     pub event_cursor: Option<String>,
+    /// When the last sync that read events started: the next incremental sync reads events
+    /// created since then (with a small overlap).
     #[serde(default)]
     pub event_cursor_at: Option<i64>,
     /// The sync run holding the account's single sync slot, and when its lease ends.
@@ -117,6 +119,10 @@ pub struct Connection {
     pub manual_sync_count: u32,
     #[serde(default)]
     pub disconnected_at: Option<i64>,
+    /// Bumped by every write; read-modify-writes are conditional on it, so a sync's progress
+    /// write can never undo a disconnect or a revocation that landed in between.
+    #[serde(default)]
+    pub version: i64,
 }
 
 impl Connection {
@@ -142,6 +148,7 @@ impl Connection {
             manual_sync_day: None,
             manual_sync_count: 0,
             disconnected_at: None,
+            version: 0,
         }
     }
 
@@ -200,8 +207,17 @@ impl Store {
         out.item.map(Connection::from_item).transpose()
     }
 
-    /// Writes the whole connection and its account-map entry in one transaction.
+    /// Writes the whole connection and its account-map entry in one transaction, whatever is
+    /// stored (a new or replaced grant).
     pub async fn put_connection(&self, conn: &Connection) -> Result<(), StoreError> {
+        match self.write_connection(conn, None).await? {
+            true => Ok(()),
+            false => Err(StoreError::Contention(format!("connection {}", conn.workspace_id))),
+        }
+    }
+
+    /// Writes the connection if the stored version is still `expected`; false if it moved on.
+    async fn write_connection(&self, conn: &Connection, expected: Option<i64>) -> Result<bool, StoreError> {
         let member = Put::builder()
             .table_name(&self.table)
             .item("pk", s(keys::account(&conn.account_id)))
@@ -210,19 +226,41 @@ impl Store {
             .item("active", AttributeValue::Bool(conn.status == ConnectionStatus::Active))
             .build()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let main = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(conn.to_item()?))
-            .build()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.client
+        let mut main = Put::builder().table_name(&self.table).set_item(Some(conn.to_item()?));
+        if let Some(version) = expected {
+            main = main
+                .condition_expression("attribute_exists(pk) AND (version = :v OR (attribute_not_exists(version) AND :v = :zero))")
+                .expression_attribute_values(":v", n(version))
+                .expression_attribute_values(":zero", n(0));
+        }
+        let main = main.build().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let result = self
+            .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(main).build())
             .transact_items(TransactWriteItem::builder().put(member).build())
             .send()
-            .await
-            .map_err(StoreError::sdk)?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let cancelled_by_condition = e
+                    .as_service_error()
+                    .map(|s| match s {
+                        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => c
+                            .cancellation_reasons()
+                            .iter()
+                            .any(|r| matches!(r.code(), Some("ConditionalCheckFailed" | "TransactionConflict"))),
+                        _ => false,
+                    })
+                    .unwrap_or(false);
+                if cancelled_by_condition {
+                    Ok(false)
+                } else {
+                    Err(StoreError::sdk(e))
+                }
+            }
+        }
     }
 
     /// Replaces a connection, moving the account map when the account changed (reconnect).
@@ -240,16 +278,24 @@ impl Store {
         self.put_connection(conn).await
     }
 
-    /// Read-modify-write of a connection; `f` returns false to skip writing.
+    /// Read-modify-write of a connection, retried if another writer got there first; `f`
+    /// returns false to skip writing (and is called again on the fresh state after a race).
     pub async fn update_connection<F>(&self, workspace_id: &str, mut f: F) -> Result<Option<Connection>, StoreError>
     where
         F: FnMut(&mut Connection) -> bool,
     {
-        let Some(mut conn) = self.get_connection(workspace_id).await? else { return Ok(None) };
-        if f(&mut conn) {
-            self.put_connection(&conn).await?;
+        for _ in 0..8 {
+            let Some(mut conn) = self.get_connection(workspace_id).await? else { return Ok(None) };
+            if !f(&mut conn) {
+                return Ok(Some(conn));
+            }
+            let expected = conn.version;
+            conn.version += 1;
+            if self.write_connection(&conn, Some(expected)).await? {
+                return Ok(Some(conn));
+            }
         }
-        Ok(Some(conn))
+        Err(StoreError::Contention(format!("connection {workspace_id}")))
     }
 
     /// Every workspace connected to a Stripe account (usually one).
@@ -372,9 +418,9 @@ impl Store {
             .key("pk", s(keys::ws(workspace_id)))
             .key("sk", s(keys::CONNECTION))
             .update_expression(if manual {
-                "SET running_sync = :run, running_sync_until = :until, manual_sync_day = :day, manual_sync_count = :count"
+                "SET running_sync = :run, running_sync_until = :until, manual_sync_day = :day, manual_sync_count = :count, version = if_not_exists(version, :zero) + :one"
             } else {
-                "SET running_sync = :run, running_sync_until = :until"
+                "SET running_sync = :run, running_sync_until = :until, version = if_not_exists(version, :zero) + :one"
             })
             // The slot is free (never taken, released, or its lease ran out) and nobody counted a
             // manual sync since we read the connection.
@@ -388,6 +434,8 @@ impl Store {
             .expression_attribute_values(":active", s("active"))
             .expression_attribute_values(":null", s("NULL"))
             .expression_attribute_values(":used", n(conn.manual_sync_count as i64))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
         if manual {
             request = request.expression_attribute_values(":day", s(&today)).expression_attribute_values(":count", n(used_today as i64 + 1));
@@ -415,9 +463,11 @@ impl Store {
             .table_name(&self.table)
             .key("pk", s(keys::ws(workspace_id)))
             .key("sk", s(keys::CONNECTION))
-            .update_expression("REMOVE running_sync, running_sync_until")
+            .update_expression("REMOVE running_sync, running_sync_until SET version = if_not_exists(version, :zero) + :one")
             .condition_expression("running_sync = :run")
             .expression_attribute_values(":run", s(run_id))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
             .send()
             .await;
         match result {
