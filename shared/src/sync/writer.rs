@@ -1,0 +1,203 @@
+//! Store writes of one sync run: bounded concurrency, one writer per aggregate at a time, and a
+//! tally of what the run saw and changed.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use futures::stream::{self, TryStreamExt};
+use tokio::sync::{Mutex as AsyncMutex, Semaphore};
+
+use super::plan::PageWork;
+use crate::projection::{CatalogItem, Change};
+use crate::store::syncs::Counts;
+use crate::store::{Store, StoreError};
+
+/// Store writes in flight at once for one run.
+pub const WRITE_CONCURRENCY: usize = 16;
+/// Lock stripes: writes to one aggregate never race each other within a run (they would only
+/// burn the store's optimistic-concurrency retries).
+const STRIPES: usize = 64;
+/// A catalog write that lost a race with the projector is re-evaluated this many times.
+const CATALOG_ATTEMPTS: usize = 3;
+
+/// What a run has seen so far; shared by every concurrent listing.
+#[derive(Debug, Default)]
+pub struct Tally {
+    counts: Mutex<Counts>,
+    /// Writes that changed stored state.
+    pub changed: AtomicU64,
+    pub skipped: AtomicU64,
+    parts: Mutex<Vec<f64>>,
+}
+
+impl Tally {
+    pub fn with_parts(parts: usize) -> Self {
+        Self {
+            parts: Mutex::new(vec![0.0; parts]),
+            ..Self::default()
+        }
+    }
+
+    pub fn add_counts(&self, counts: &Counts) {
+        if let Ok(mut c) = self.counts.lock() {
+            c.customers += counts.customers;
+            c.subscriptions += counts.subscriptions;
+            c.invoices += counts.invoices;
+            c.charges += counts.charges;
+            c.products += counts.products;
+            c.prices += counts.prices;
+        }
+    }
+
+    pub fn count(&self, object_type: &str) {
+        if let Ok(mut c) = self.counts.lock() {
+            c.count(object_type, 1);
+        }
+    }
+
+    pub fn counts(&self) -> Counts {
+        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Records a listing part's progress; it never goes backwards.
+    pub fn set_part(&self, index: usize, progress: f64) {
+        if let Ok(mut parts) = self.parts.lock() {
+            if let Some(p) = parts.get_mut(index) {
+                *p = p.max(progress);
+            }
+        }
+    }
+
+    /// Mean progress over the parts, 0.0 when there are none.
+    pub fn progress(&self) -> f64 {
+        self.parts
+            .lock()
+            .map(|parts| {
+                if parts.is_empty() {
+                    0.0
+                } else {
+                    parts.iter().sum::<f64>() / parts.len() as f64
+                }
+            })
+            .unwrap_or(0.0)
+    }
+}
+
+/// Writes one workspace's projected objects through the same store calls the webhook path uses.
+pub struct Writer<'a> {
+    store: &'a Store,
+    workspace_id: &'a str,
+    permits: Semaphore,
+    stripes: Vec<AsyncMutex<()>>,
+    pub tally: Tally,
+}
+
+impl<'a> Writer<'a> {
+    pub fn new(store: &'a Store, workspace_id: &'a str, tally: Tally) -> Self {
+        Self {
+            store,
+            workspace_id,
+            permits: Semaphore::new(WRITE_CONCURRENCY),
+            stripes: (0..STRIPES).map(|_| AsyncMutex::new(())).collect(),
+            tally,
+        }
+    }
+
+    fn stripe(&self, key: &str) -> &AsyncMutex<()> {
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        &self.stripes[(h.finish() % STRIPES as u64) as usize]
+    }
+
+    /// `Store::apply_customer_changes`; true if stored state changed.
+    pub async fn customer(
+        &self,
+        aggregate_id: &str,
+        changes: &[Change],
+        event_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let _lock = self.stripe(aggregate_id).lock().await;
+        let _permit = self.permits.acquire().await.ok();
+        let changed = self
+            .store
+            .apply_customer_changes(self.workspace_id, aggregate_id, changes, event_id)
+            .await?;
+        if changed {
+            self.tally.changed.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(changed)
+    }
+
+    /// `Store::put_catalog`, re-evaluated when a concurrent writer got there first.
+    pub async fn catalog(&self, item: &CatalogItem) -> Result<bool, StoreError> {
+        let _lock = self.stripe(&item.id).lock().await;
+        let _permit = self.permits.acquire().await.ok();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.store.put_catalog(self.workspace_id, item).await {
+                Ok(changed) => {
+                    if changed {
+                        self.tally.changed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Ok(changed);
+                }
+                Err(StoreError::Contention(_)) if attempt < CATALOG_ATTEMPTS => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes a sorted page: every customer aggregate and catalog item, concurrently.
+    pub async fn page(&self, work: &PageWork) -> Result<(), StoreError> {
+        self.tally.add_counts(&work.counts);
+        self.tally
+            .skipped
+            .fetch_add(work.skipped, Ordering::Relaxed);
+        stream::iter(work.customers.iter().map(Ok::<_, StoreError>))
+            .try_for_each_concurrent(WRITE_CONCURRENCY, |(id, changes)| async move {
+                self.customer(id, changes, None).await.map(drop)
+            })
+            .await?;
+        stream::iter(work.catalog.iter().map(Ok::<_, StoreError>))
+            .try_for_each_concurrent(WRITE_CONCURRENCY, |item| async move {
+                self.catalog(item).await.map(drop)
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_is_the_mean_of_parts_and_never_goes_back() {
+        let tally = Tally::with_parts(4);
+        assert_eq!(tally.progress(), 0.0);
+        tally.set_part(0, 1.0);
+        tally.set_part(1, 0.5);
+        tally.set_part(1, 0.2);
+        tally.set_part(9, 1.0);
+        assert_eq!(tally.progress(), 0.375);
+        assert_eq!(Tally::default().progress(), 0.0);
+    }
+
+    #[test]
+    fn counts_add_up_across_pages() {
+        let tally = Tally::default();
+        let mut page = Counts::default();
+        page.count("customer", 3);
+        page.count("price", 1);
+        tally.add_counts(&page);
+        tally.add_counts(&page);
+        tally.count("invoice");
+        let counts = tally.counts();
+        assert_eq!(
+            (counts.customers, counts.prices, counts.invoices),
+            (6, 2, 1)
+        );
+    }
+}
