@@ -1,0 +1,217 @@
+//! The projector: an SQS batch of queued Stripe events, each projected into DynamoDB through the
+//! same store path the sync uses. Failures are reported per message (`ReportBatchItemFailures`),
+//! so one poison message never fails its batch; after the redrive limit it lands in the DLQ.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::stream::{self, StreamExt};
+use serde_json::json;
+use shared::aws::AwsClients;
+use shared::domain_events::{DomainEvent, Publisher};
+use shared::projection::{route_event, ProjectionError, Routed};
+use shared::queue::QueuedEvent;
+use shared::store::connections::{ConnectionStatus, LastError};
+use shared::store::{Store, StoreError};
+use shared::stripe::client::{AccountCredential, StripeClient, StripeError};
+use shared::vault::{TokenOwner, Vault, VaultError};
+use thiserror::Error;
+use tracing::{error, info, info_span, Instrument};
+
+/// Messages of one batch projected at once; same-customer races are settled by the store's
+/// optimistic concurrency.
+const CONCURRENCY: usize = 4;
+
+pub struct Config {
+    pub table_name: String,
+    pub kms_key_id: String,
+    pub event_bus_name: String,
+    pub stripe: shared::config::StripeEndpoints,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, shared::config::ConfigError> {
+        use shared::config::required;
+        Ok(Self {
+            table_name: required("TABLE_NAME")?,
+            kms_key_id: required("KMS_KEY_ID")?,
+            event_bus_name: required("EVENT_BUS_NAME")?,
+            stripe: shared::config::StripeEndpoints::from_env()?,
+        })
+    }
+}
+
+pub struct Projector {
+    pub store: Store,
+    pub vault: Vault,
+    pub stripe: StripeClient,
+    pub events: Publisher,
+    pub unhandled: AtomicU64,
+}
+
+pub async fn init(aws: &AwsClients) -> Result<Arc<Projector>, Box<dyn std::error::Error + Send + Sync>> {
+    let config = Config::from_env()?;
+    Ok(Arc::new(Projector {
+        store: Store::new(aws.dynamodb.clone(), config.table_name),
+        vault: Vault::new(aws.kms.clone(), config.kms_key_id),
+        stripe: StripeClient::new(&config.stripe)?,
+        events: Publisher::new(aws.eventbridge.clone(), config.event_bus_name),
+        unhandled: AtomicU64::new(0),
+    }))
+}
+
+/// Why a message was not projected. Every variant leaves the message on the queue.
+#[derive(Debug, Error)]
+pub enum ProjectError {
+    #[error("the message is not a queued event: {0}")]
+    Poison(String),
+    #[error("the event could not be projected: {0}")]
+    Projection(#[from] ProjectionError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("the event had to be fetched but the connection has no usable token: {0}")]
+    NoToken(String),
+    #[error("vault: {0}")]
+    Vault(#[from] VaultError),
+    #[error("Stripe: {0}")]
+    Stripe(#[from] StripeError),
+}
+
+/// What became of one message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Projected,
+    Unchanged,
+    Unhandled,
+    /// The workspace disconnected after the event was queued.
+    Skipped,
+}
+
+pub async fn handle_batch(app: &Projector, batch: SqsEvent) -> SqsBatchResponse {
+    let failures: Vec<BatchItemFailure> = stream::iter(batch.records)
+        .map(|record| async move {
+            let id = record.message_id.clone().unwrap_or_default();
+            let receives = record.attributes.get("ApproximateReceiveCount").cloned().unwrap_or_default();
+            match handle_message(app, &record).await {
+                Ok(_) => None,
+                Err(e) => {
+                    error!(message_id = %id, receive_count = %receives, reason = %e, "message not projected; retried, then dead-lettered");
+                    let mut failure = BatchItemFailure::default();
+                    failure.item_identifier = id;
+                    Some(failure)
+                }
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .filter_map(|f| async move { f })
+        .collect()
+        .await;
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failures;
+    response
+}
+
+pub async fn handle_message(app: &Projector, record: &SqsMessage) -> Result<Outcome, ProjectError> {
+    let body = record.body.as_deref().ok_or_else(|| ProjectError::Poison("empty body".into()))?;
+    let message: QueuedEvent = serde_json::from_str(body).map_err(|e| ProjectError::Poison(e.to_string()))?;
+    let span = info_span!(
+        "project",
+        workspace = %message.workspace_id,
+        account = %message.account_id,
+        event_id = %message.event_id,
+        event_type = %message.event_type
+    );
+    project(app, message).instrument(span).await
+}
+
+pub async fn project(app: &Projector, message: QueuedEvent) -> Result<Outcome, ProjectError> {
+    let ws = message.workspace_id.as_str();
+    let fetched;
+    let object = match &message.payload {
+        Some(p) => p.pointer("/data/object").ok_or_else(|| ProjectError::Poison("event has no data.object".into()))?,
+        None => {
+            fetched = fetch_event(app, &message).await?;
+            &fetched
+        }
+    };
+    let outcome = match route_event(&message.event_type, message.created, object)? {
+        Routed::Customer { aggregate_id, change } => {
+            let changed = app.store.apply_customer_changes(ws, &aggregate_id, std::slice::from_ref(&change), Some(&message.event_id)).await?;
+            if changed {
+                Outcome::Projected
+            } else {
+                Outcome::Unchanged
+            }
+        }
+        Routed::Catalog(item) => {
+            if app.store.put_catalog(ws, &item).await? {
+                Outcome::Projected
+            } else {
+                Outcome::Unchanged
+            }
+        }
+        Routed::AccountUpdated { business_name } => {
+            app.store
+                .update_connection(ws, |c| {
+                    let changed = business_name.is_some() && c.business_name != business_name;
+                    if changed {
+                        c.business_name = business_name.clone();
+                    }
+                    changed
+                })
+                .await?;
+            Outcome::Projected
+        }
+        Routed::Deauthorized => {
+            revoke(app, ws, &message.account_id, message.created).await?;
+            Outcome::Projected
+        }
+        Routed::Unhandled => {
+            let total = app.unhandled.fetch_add(1, Ordering::Relaxed) + 1;
+            info!(unhandled_total = total, "event type not projected; acknowledged");
+            Outcome::Unhandled
+        }
+    };
+    info!(outcome = ?outcome, "event processed");
+    Ok(outcome)
+}
+
+/// `account.application.deauthorized`: the token is erased, the card turns red. The event can no
+/// longer be fetched from Stripe, so its verified signature is trusted.
+async fn revoke(app: &Projector, ws: &str, account_id: &str, at: i64) -> Result<(), StoreError> {
+    let updated = app
+        .store
+        .update_connection(ws, |c| {
+            if c.account_id != account_id || c.status == ConnectionStatus::Disconnected {
+                return false;
+            }
+            c.sealed_token = None;
+            c.status = ConnectionStatus::NeedsReconnect;
+            c.last_error = Some(LastError {
+                code: "invalid_api_key".into(),
+                message: "Stripe access was revoked from the Stripe Dashboard. Reconnect Stripe to resume syncing.".into(),
+                at,
+            });
+            true
+        })
+        .await?;
+    if updated.is_some() {
+        let _ = app.events.publish(DomainEvent::ConnectionRevoked, ws, account_id, json!({"reason": "deauthorized"})).await;
+    }
+    Ok(())
+}
+
+/// An event too large for a message is fetched with the account's own token; returns its
+/// `data.object`.
+async fn fetch_event(app: &Projector, message: &QueuedEvent) -> Result<serde_json::Value, ProjectError> {
+    let conn = app
+        .store
+        .get_connection(&message.workspace_id)
+        .await?
+        .ok_or_else(|| ProjectError::NoToken("workspace not connected".into()))?;
+    let sealed = conn.sealed_token.as_ref().ok_or_else(|| ProjectError::NoToken(format!("connection is {:?}", conn.status)))?;
+    let token = app.vault.open(TokenOwner { workspace_id: &conn.workspace_id, account_id: &conn.account_id }, sealed).await?;
+    let credential = AccountCredential { account_id: conn.account_id.clone(), access_token: token, livemode: conn.livemode };
+    Ok(app.stripe.retrieve_event(&credential, &message.event_id).await?.data_object)
+}

@@ -1,0 +1,180 @@
+//! `POST /webhooks/stripe`: verify `Stripe-Signature` over the raw bytes, then queue the event
+//! for every workspace connected to its account, and answer 200 only once SQS has it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::json;
+use shared::http::ApiError;
+use shared::queue::{QueuedEvent, MAX_INLINE_PAYLOAD_BYTES};
+use shared::secrets::Secret;
+use shared::store::{Store, StoreError};
+use shared::stripe::envelope::{parse_envelope, EventEnvelope};
+use shared::stripe::signature::{verify, SignatureError, DEFAULT_TOLERANCE_SECS};
+use thiserror::Error;
+use tracing::{info, info_span, warn, Instrument};
+
+/// Stripe's largest events stay well under this; anything bigger is not from Stripe.
+pub const MAX_WEBHOOK_BYTES: usize = 1024 * 1024;
+
+pub struct Config {
+    pub table_name: String,
+    pub event_queue_url: String,
+    pub secrets_arn: String,
+    pub tolerance_secs: i64,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, shared::config::ConfigError> {
+        Ok(Self {
+            table_name: shared::config::required("TABLE_NAME")?,
+            event_queue_url: shared::config::required("EVENT_QUEUE_URL")?,
+            secrets_arn: shared::config::required("SECRETS_ARN")?,
+            tolerance_secs: shared::config::int("WEBHOOK_TOLERANCE_SECONDS", DEFAULT_TOLERANCE_SECS, 1, 86_400)?,
+        })
+    }
+}
+
+pub struct WebhookState {
+    pub secrets: Vec<Secret>,
+    pub tolerance_secs: i64,
+    pub store: Store,
+    pub sqs: aws_sdk_sqs::Client,
+    pub queue_url: String,
+    /// Events acknowledged and dropped because no workspace is connected to their account.
+    pub dropped_unconnected: AtomicU64,
+}
+
+#[derive(Debug, Error)]
+pub enum WebhookError {
+    #[error("signature: {0}")]
+    Signature(#[from] SignatureError),
+    #[error("the payload is not a Stripe event")]
+    Malformed,
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("the queue did not take the event: {0}")]
+    Queue(String),
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(e: WebhookError) -> Self {
+        match e {
+            WebhookError::Signature(SignatureError::TimestampOutOfTolerance) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "timestamp_out_of_tolerance",
+                "The Stripe-Signature timestamp is too far from now.",
+            ),
+            WebhookError::Signature(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_signature", "The Stripe-Signature header does not match the payload.")
+            }
+            WebhookError::Malformed => ApiError::new(StatusCode::BAD_REQUEST, "malformed_payload", "The body is not a Stripe event."),
+            WebhookError::Store(_) | WebhookError::Queue(_) => {
+                ApiError::unavailable("The event could not be queued; Stripe will retry.")
+            }
+        }
+    }
+}
+
+/// Builds the state once per cold start, from the environment.
+pub async fn init(aws: &shared::aws::AwsClients) -> Result<Arc<WebhookState>, Box<dyn std::error::Error + Send + Sync>> {
+    let config = Config::from_env()?;
+    let secrets = shared::secrets::StripeSecrets::load(&aws.secrets, &config.secrets_arn).await?;
+    Ok(Arc::new(WebhookState {
+        secrets: secrets.webhook_secrets,
+        tolerance_secs: config.tolerance_secs,
+        store: Store::new(aws.dynamodb.clone(), config.table_name),
+        sqs: aws.sqs.clone(),
+        queue_url: config.event_queue_url,
+        dropped_unconnected: AtomicU64::new(0),
+    }))
+}
+
+pub fn router(state: Arc<WebhookState>) -> Router {
+    Router::new()
+        .route("/webhooks/stripe", post(receive))
+        .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES))
+        .with_state(state)
+}
+
+async fn receive(State(state): State<Arc<WebhookState>>, headers: HeaderMap, body: Bytes) -> Result<Json<serde_json::Value>, ApiError> {
+    let header = headers.get("stripe-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let envelope = verify_and_parse(&state, header, &body, shared::time::now_unix())?;
+    let account = envelope.account.clone().unwrap_or_default();
+    let span = info_span!("webhook", event_id = %envelope.id, event_type = %envelope.event_type, account = %account);
+    async {
+        let queued = enqueue(&state, &envelope, &body).await.map_err(|e| {
+            warn!(error = %e, "event not queued; answering 503 so Stripe retries");
+            ApiError::from(e)
+        })?;
+        Ok(Json(json!({"received": true, "queued": queued})))
+    }
+    .instrument(span)
+    .await
+}
+
+/// Verification first, on the raw bytes; JSON parsing only after the signature holds.
+pub fn verify_and_parse(state: &WebhookState, header: &str, body: &[u8], now: i64) -> Result<EventEnvelope, WebhookError> {
+    verify(body, header, &state.secrets.iter().map(|s| s.expose().as_bytes()).collect::<Vec<_>>(), now, state.tolerance_secs)?;
+    parse_envelope(body).map_err(|_| WebhookError::Malformed)
+}
+
+/// Queues one message per connected workspace. Returns how many were queued.
+async fn enqueue(state: &WebhookState, envelope: &EventEnvelope, raw: &[u8]) -> Result<usize, WebhookError> {
+    let Some(account) = envelope.account.as_deref() else {
+        return Ok(drop_unconnected(state, "event has no connected account"));
+    };
+    let members: Vec<_> = state.store.account_members(account).await?.into_iter().filter(|m| m.active).collect();
+    if members.is_empty() {
+        return Ok(drop_unconnected(state, "account is not connected"));
+    }
+    let inline = raw.len() <= MAX_INLINE_PAYLOAD_BYTES;
+    let payload: Option<serde_json::Value> = if inline { serde_json::from_slice(raw).ok() } else { None };
+    let mut entries = Vec::with_capacity(members.len());
+    for (i, member) in members.iter().enumerate() {
+        let message = QueuedEvent {
+            workspace_id: member.workspace_id.clone(),
+            account_id: account.to_string(),
+            event_id: envelope.id.clone(),
+            event_type: envelope.event_type.clone(),
+            created: envelope.created,
+            livemode: envelope.livemode,
+            payload: payload.clone(),
+        };
+        let body = serde_json::to_string(&message).map_err(|e| WebhookError::Queue(e.to_string()))?;
+        entries.push(
+            SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(body)
+                .build()
+                .map_err(|e| WebhookError::Queue(e.to_string()))?,
+        );
+    }
+    for chunk in entries.chunks(10) {
+        let out = state
+            .sqs
+            .send_message_batch()
+            .queue_url(&state.queue_url)
+            .set_entries(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| WebhookError::Queue(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+        if !out.failed().is_empty() {
+            return Err(WebhookError::Queue(format!("{} entries refused", out.failed().len())));
+        }
+    }
+    info!(workspaces = members.len(), inline, "event queued");
+    Ok(members.len())
+}
+
+fn drop_unconnected(state: &WebhookState, why: &str) -> usize {
+    let total = state.dropped_unconnected.fetch_add(1, Ordering::Relaxed) + 1;
+    info!(reason = why, dropped_total = total, "event acknowledged and dropped");
+    0
+}
