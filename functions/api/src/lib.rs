@@ -1,0 +1,272 @@
+//! The dashboard's read API: connection card, re-syncs, customer panels, links and metrics.
+//! Every route is scoped to the caller's `workspace_id` claim, never to an id from the request.
+
+pub mod body;
+pub mod connection;
+pub mod customers;
+pub mod metrics;
+pub mod openapi;
+pub mod params;
+pub mod syncs;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, put};
+use axum::Router;
+use shared::aws::AwsClients;
+use shared::domain_events::Publisher;
+use shared::http::{ApiError, Caller, MAX_BODY_BYTES};
+use shared::store::{Store, StoreError};
+use thiserror::Error;
+use tracing::{info_span, Instrument};
+
+pub struct Config {
+    pub table_name: String,
+    pub sync_queue_url: String,
+    pub event_bus_name: String,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, shared::config::ConfigError> {
+        use shared::config::required;
+        Ok(Self {
+            table_name: required("TABLE_NAME")?,
+            sync_queue_url: required("SYNC_QUEUE_URL")?,
+            event_bus_name: required("EVENT_BUS_NAME")?,
+        })
+    }
+}
+
+pub struct ApiApp {
+    pub store: Store,
+    pub sqs: aws_sdk_sqs::Client,
+    pub sync_queue_url: String,
+    pub events: Publisher,
+}
+
+pub type AppState = Arc<ApiApp>;
+
+/// Builds the state once per cold start, from the environment.
+pub async fn init(aws: &AwsClients) -> Result<AppState, Box<dyn std::error::Error + Send + Sync>> {
+    let config = Config::from_env()?;
+    Ok(Arc::new(ApiApp {
+        store: Store::new(aws.dynamodb.clone(), config.table_name),
+        sqs: aws.sqs.clone(),
+        sync_queue_url: config.sync_queue_url,
+        events: Publisher::new(aws.eventbridge.clone(), config.event_bus_name),
+    }))
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/v1/stripe/connection",
+            get(connection::get_card).delete(connection::disconnect),
+        )
+        .route(
+            "/v1/stripe/syncs",
+            get(syncs::list_runs).post(syncs::start_sync),
+        )
+        .route("/v1/stripe/syncs/{id}", get(syncs::get_run))
+        .route("/v1/stripe/customers", get(customers::search))
+        .route("/v1/stripe/customers/{customer_id}", get(customers::by_id))
+        .route("/v1/stripe/links", put(customers::put_link))
+        .route("/v1/stripe/metrics", get(metrics::get_metrics))
+        .route("/openapi.json", get(openapi::serve))
+        .fallback(shared::http::not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(request_span))
+        .with_state(state)
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "This route does not take that method.",
+    )
+}
+
+/// One span per request, carrying the caller's workspace when there is one.
+async fn request_span(req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let workspace = Caller::from_request_parts(&mut parts, &())
+        .await
+        .map(|c| c.0.workspace_id)
+        .unwrap_or_default();
+    let span =
+        info_span!("api", method = %parts.method, path = %parts.uri.path(), workspace = %workspace);
+    let req = Request::from_parts(parts, body);
+    async move {
+        let response = next.run(req).await;
+        tracing::info!(status = response.status().as_u16(), "answered");
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// Failures of the backing services; every one is a 503 to the caller.
+#[derive(Debug, Error)]
+pub enum BackendError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("sync queue: {0}")]
+    Queue(String),
+}
+
+impl From<BackendError> for ApiError {
+    fn from(e: BackendError) -> Self {
+        tracing::error!(error = %e, "backend failed");
+        match e {
+            BackendError::Store(_) => {
+                ApiError::unavailable("The data store is unavailable right now; please retry.")
+            }
+            BackendError::Queue(_) => {
+                ApiError::unavailable("The sync could not be queued; please retry.")
+            }
+        }
+    }
+}
+
+/// Maps a store failure to the 503 answer (logged).
+pub(crate) fn store_down(e: StoreError) -> ApiError {
+    BackendError::Store(e).into()
+}
+
+#[cfg(test)]
+pub(crate) mod testkit {
+    use super::*;
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Region};
+    use axum::body::Body;
+    use axum::http::Request;
+    use shared::auth::{Claims, Role};
+    use tower::ServiceExt;
+
+    /// A router whose AWS clients point nowhere: only for requests refused before any call.
+    pub fn app() -> Router {
+        let dynamo = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .build(),
+        );
+        let sqs = aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .build(),
+        );
+        let eb = aws_sdk_eventbridge::Client::from_conf(
+            aws_sdk_eventbridge::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .build(),
+        );
+        router(Arc::new(ApiApp {
+            store: Store::new(dynamo, "unused"),
+            sqs,
+            sync_queue_url: "http://127.0.0.1:9/unused".into(),
+            events: Publisher::new(eb, "unused"),
+        }))
+    }
+
+    pub fn claims(role: Role) -> Claims {
+        Claims {
+            sub: "user_1".into(),
+            workspace_id: "ws_test".into(),
+            role,
+        }
+    }
+
+    /// Sends a request; `role` None means no claims at all.
+    pub async fn call(
+        method: &str,
+        uri: &str,
+        role: Option<Role>,
+        body: Body,
+    ) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(body)
+            .unwrap();
+        if let Some(role) = role {
+            req.extensions_mut().insert(claims(role));
+        }
+        let res = app().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let json = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        (status, headers, json)
+    }
+
+    pub async fn get(uri: &str, role: Option<Role>) -> (StatusCode, serde_json::Value) {
+        let (s, _, j) = call("GET", uri, role, Body::empty()).await;
+        (s, j)
+    }
+
+    pub fn code(v: &serde_json::Value) -> &str {
+        v["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testkit::*;
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use shared::auth::Role;
+
+    #[tokio::test]
+    async fn every_dashboard_route_needs_claims() {
+        for (method, uri) in [
+            ("GET", "/v1/stripe/connection"),
+            ("DELETE", "/v1/stripe/connection"),
+            ("POST", "/v1/stripe/syncs"),
+            ("GET", "/v1/stripe/syncs"),
+            ("GET", "/v1/stripe/syncs/1700000000-0a1b2c3d"),
+            ("GET", "/v1/stripe/customers?email=a@b.co"),
+            ("GET", "/v1/stripe/customers/cus_1"),
+            ("PUT", "/v1/stripe/links"),
+            ("GET", "/v1/stripe/metrics"),
+        ] {
+            let (status, _, body) = call(method, uri, None, Body::empty()).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}");
+            assert_eq!(code(&body), "unauthorized", "{method} {uri}");
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_routes_and_methods_answer_in_the_error_shape() {
+        let (status, body) = get("/v1/stripe/nothing", Some(Role::Owner)).await;
+        assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+        let (status, headers, body) = call(
+            "PATCH",
+            "/v1/stripe/connection",
+            Some(Role::Owner),
+            Body::empty(),
+        )
+        .await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+        );
+        assert!(headers
+            .get("allow")
+            .is_some_and(|v| v.to_str().unwrap_or("").contains("GET")));
+    }
+}

@@ -1,0 +1,254 @@
+//! Sync runs: "Re-sync now" (`POST /v1/stripe/syncs`), the run list and one run.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use shared::http::{ApiError, Caller};
+use shared::queue::{SyncJob, SyncTrigger};
+use shared::store::connections::SyncSlotRefusal;
+use shared::store::syncs::{RunError, RunStatus, SyncRun};
+use tracing::{info, warn};
+
+use crate::openapi::{
+    ErrorBody, RateLimitedBody, SyncAccepted, SyncConflictBody, SyncList, SyncRunDoc,
+};
+use crate::params::{sync_run_id, Params};
+use crate::{store_down, AppState, BackendError};
+
+/// How long a manual run holds the account's sync slot if the worker never releases it.
+pub const MANUAL_LEASE_SECS: i64 = 900;
+pub const DEFAULT_LIST_LIMIT: i32 = 20;
+
+fn run_not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "No sync run with this id in this workspace.",
+    )
+}
+
+#[utoipa::path(post, path = "/v1/stripe/syncs", tag = "syncs", security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Re-sync queued", body = SyncAccepted),
+        (status = 400, description = "`unknown_parameter`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 409, description = "`sync_in_progress` (with the running `sync`) or `not_connected`", body = SyncConflictBody),
+        (status = 429, description = "`manual_sync_limit`: the Free tier's 3 manual syncs per UTC day are used", body = RateLimitedBody,
+            headers(("Retry-After" = i64, description = "Seconds until the quota resets"))),
+        (status = 503, description = "`service_unavailable`", body = ErrorBody),
+    ))]
+pub async fn start_sync(
+    State(app): State<AppState>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    Params::parse(query.as_deref(), &[])?;
+    let ws = caller.0.workspace_id.as_str();
+    let now = shared::time::now_unix();
+    let run_id = SyncRun::new_id(now);
+    let conn = match app
+        .store
+        .acquire_sync_slot(ws, &run_id, true, now, MANUAL_LEASE_SECS)
+        .await
+        .map_err(store_down)?
+    {
+        Ok(conn) => conn,
+        Err(SyncSlotRefusal::NotConnected) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "not_connected",
+                "Connect Stripe before syncing.",
+            ));
+        }
+        Err(SyncSlotRefusal::InProgress { run_id }) => {
+            let running = match sync_run_id(&run_id) {
+                Some(id) => app.store.get_sync_run(ws, id).await.map_err(store_down)?,
+                None => None,
+            };
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "sync_in_progress",
+                "A sync is already running for this account.",
+            )
+            .with_extra(json!({"sync": running.map(|r| r.to_api())})));
+        }
+        Err(SyncSlotRefusal::DailyLimit { retry_after }) => return Ok(daily_limit(retry_after)),
+    };
+    let mut run = SyncRun::new(ws, &conn.account_id, SyncTrigger::Manual, now);
+    run.id = run_id;
+    if let Err(e) = app.store.put_sync_run(&run).await {
+        let _ = app.store.release_sync_slot(ws, &run.id).await;
+        return Err(store_down(e));
+    }
+    let job = SyncJob {
+        workspace_id: ws.to_string(),
+        account_id: conn.account_id.clone(),
+        run_id: run.id.clone(),
+        trigger: SyncTrigger::Manual,
+    };
+    if let Err(e) = enqueue(&app, &job).await {
+        fail_unqueued(&app, &mut run).await;
+        return Err(e.into());
+    }
+    info!(run = %run.id, "manual sync queued");
+    Ok((StatusCode::ACCEPTED, Json(json!({"sync": run.to_api()}))).into_response())
+}
+
+fn daily_limit(retry_after: i64) -> Response {
+    let retry_after = retry_after.max(1);
+    let error = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "manual_sync_limit",
+        "The Free plan allows 3 manual syncs per UTC day; try again after midnight UTC or upgrade.",
+    )
+    .with_extra(json!({"retry_after": retry_after}));
+    ([(header::RETRY_AFTER, retry_after.to_string())], error).into_response()
+}
+
+async fn enqueue(app: &AppState, job: &SyncJob) -> Result<(), BackendError> {
+    let body = serde_json::to_string(job).map_err(|e| BackendError::Queue(e.to_string()))?;
+    app.sqs
+        .send_message()
+        .queue_url(&app.sync_queue_url)
+        .message_body(body)
+        .send()
+        .await
+        .map_err(|e| BackendError::Queue(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+    Ok(())
+}
+
+/// The job never reached the queue: free the slot and record the run as failed.
+async fn fail_unqueued(app: &AppState, run: &mut SyncRun) {
+    if let Err(e) = app
+        .store
+        .release_sync_slot(&run.workspace_id, &run.id)
+        .await
+    {
+        warn!(error = %e, "sync slot not released; its lease will expire");
+    }
+    run.status = RunStatus::Failed;
+    run.finished_at = Some(shared::time::now_unix());
+    run.error = Some(RunError {
+        code: "queue_unavailable".into(),
+        message: "The sync could not be queued; press Re-sync now again.".into(),
+    });
+    if let Err(e) = app.store.put_sync_run(run).await {
+        warn!(error = %e, "failed run not recorded");
+    }
+}
+
+#[utoipa::path(get, path = "/v1/stripe/syncs", tag = "syncs", security(("bearer" = [])),
+    params(("limit" = Option<i32>, Query, minimum = 1, maximum = 100, description = "At most this many runs (default 20)")),
+    responses(
+        (status = 200, description = "Sync runs, newest first", body = SyncList),
+        (status = 400, description = "`invalid_parameter` or `unknown_parameter`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`", body = ErrorBody),
+    ))]
+pub async fn list_runs(
+    State(app): State<AppState>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let params = Params::parse(query.as_deref(), &["limit"])?;
+    let limit = params.limit(DEFAULT_LIST_LIMIT)?;
+    let runs = app
+        .store
+        .list_sync_runs(&caller.0.workspace_id, limit)
+        .await
+        .map_err(store_down)?;
+    Ok(Json(
+        json!({"data": runs.iter().map(SyncRun::to_api).collect::<Vec<_>>()}),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/stripe/syncs/{id}", tag = "syncs", security(("bearer" = [])),
+    params(("id" = String, Path, pattern = "^[0-9]{10}-[0-9a-f]{8}$", description = "Sync run id")),
+    responses(
+        (status = 200, description = "The sync run", body = SyncRunDoc),
+        (status = 400, description = "`unknown_parameter`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`", body = ErrorBody),
+    ))]
+pub async fn get_run(
+    State(app): State<AppState>,
+    caller: Caller,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    Params::parse(query.as_deref(), &[])?;
+    let Ok(Path(id)) = id else {
+        return Err(run_not_found());
+    };
+    let id = sync_run_id(&id).ok_or_else(run_not_found)?;
+    let run = app
+        .store
+        .get_sync_run(&caller.0.workspace_id, id)
+        .await
+        .map_err(store_down)?
+        .ok_or_else(run_not_found)?;
+    Ok(Json(run.to_api()))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testkit::*;
+    use axum::http::StatusCode;
+    use shared::auth::Role;
+
+    #[tokio::test]
+    async fn bad_limits_and_parameters_are_400() {
+        for uri in [
+            "/v1/stripe/syncs?limit=0",
+            "/v1/stripe/syncs?limit=101",
+            "/v1/stripe/syncs?limit=x",
+        ] {
+            let (status, body) = get(uri, Some(Role::Viewer)).await;
+            assert_eq!(
+                (status, code(&body)),
+                (StatusCode::BAD_REQUEST, "invalid_parameter"),
+                "{uri}"
+            );
+            assert!(body["error"]["message"].as_str().unwrap().contains("limit"));
+        }
+        let (status, body) = get("/v1/stripe/syncs?page=2", Some(Role::Viewer)).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::BAD_REQUEST, "unknown_parameter")
+        );
+    }
+
+    #[tokio::test]
+    async fn impossible_run_ids_are_not_found_without_a_lookup() {
+        for uri in [
+            "/v1/stripe/syncs/nope",
+            "/v1/stripe/syncs/1700000000-ZZZZZZZZ",
+            "/v1/stripe/syncs/%FF%FE",
+        ] {
+            let (status, body) = get(uri, Some(Role::Agent)).await;
+            assert_eq!(
+                (status, code(&body)),
+                (StatusCode::NOT_FOUND, "not_found"),
+                "{uri}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn starting_a_sync_takes_no_parameters() {
+        let (status, _, body) = call(
+            "POST",
+            "/v1/stripe/syncs?force=1",
+            Some(Role::Agent),
+            axum::body::Body::empty(),
+        )
+        .await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::BAD_REQUEST, "unknown_parameter")
+        );
+    }
+}
