@@ -1,0 +1,93 @@
+//! The local AWS stand-in: moto's server on loopback, provisioned from template.yaml by
+//! `infra/provision.py`. Used by the dev command and by the integration tests.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// The repository root (dev and test tooling only; never part of a Lambda).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("."))
+}
+
+fn venv_bin(name: &str) -> PathBuf {
+    repo_root().join(".venv/bin").join(name)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A running moto server; killed on drop.
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    /// Starts moto (through `infra/moto_serial.py`: moto's code runs one request at a time) on a free loopback
+    /// port and waits until it answers.
+    pub fn start() -> anyhow::Result<Moto> {
+        let python = venv_bin("python");
+        if !python.exists() {
+            bail!("{} not found: run `bash infra/install-tools.sh` first", python.display());
+        }
+        let port = free_port()?;
+        // MOTO_LOG_DIR keeps moto's own log (one file per server) for debugging.
+        let log = match std::env::var("MOTO_LOG_DIR") {
+            Ok(dir) => Stdio::from(std::fs::File::create(PathBuf::from(dir).join(format!("moto-{port}.log")))?),
+            Err(_) => Stdio::null(),
+        };
+        let child = Command::new(&python)
+            .arg(repo_root().join("infra/moto_serial.py"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting moto")?;
+        let moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("moto did not start on port {port}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(moto)
+    }
+
+    /// Creates every resource template.yaml declares; returns the env vars naming them.
+    pub fn provision(&self, webhook_secret: &str, platform_key: &str) -> anyhow::Result<HashMap<String, String>> {
+        let python = venv_bin("python");
+        let out = Command::new(if python.exists() { python } else { PathBuf::from("python3") })
+            .arg(repo_root().join("infra/provision.py"))
+            .args(["--endpoint", &self.endpoint, "--webhook-secret", webhook_secret, "--platform-key", platform_key])
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .output()
+            .context("running infra/provision.py")?;
+        if !out.status.success() {
+            bail!("provision.py failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        serde_json::from_slice(&out.stdout).context("provision.py printed no env JSON")
+    }
+}
+
+/// Sets the process environment the AWS SDK and the functions read.
+pub fn export_env(vars: &HashMap<String, String>) {
+    for (k, v) in vars {
+        std::env::set_var(k, v);
+    }
+}

@@ -1,0 +1,69 @@
+//! `cargo run -p devstack`: the whole system on this machine. moto stands in for AWS, the Stripe
+//! stand-in serves seeded data, and all five functions run in this process.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use devstack::local_aws::{export_env, Moto};
+use devstack::{start, DevOptions};
+
+const WEBHOOK_SECRET: &str = "whsec_dev_local_only";
+const PLATFORM_KEY: &str = "sk_test_platform_dev_local_only";
+const JWT_SECRET: &str = "dev-jwt-secret-local-only";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    std::env::set_var("LOG_FORMAT", std::env::var("LOG_FORMAT").unwrap_or_else(|_| "pretty".into()));
+    shared::telemetry::init();
+    let port: u16 = std::env::var("DEV_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8080);
+    let stub_port: u16 = std::env::var("STUB_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(12111);
+
+    let moto = Moto::start()?;
+    let mut env: HashMap<String, String> = moto.provision(WEBHOOK_SECRET, PLATFORM_KEY)?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("port {port} is taken; set DEV_PORT"))?;
+    let base = format!("http://127.0.0.1:{port}");
+
+    let mut stub_config = stripe_stub::StubConfig::dev();
+    stub_config.port = stub_port;
+    stub_config.webhook_url = Some(format!("{base}/webhooks/stripe"));
+    stub_config.webhook_secret = WEBHOOK_SECRET.into();
+    stub_config.platform_secret_key = PLATFORM_KEY.into();
+    let stub = stripe_stub::start(stub_config.clone()).await?;
+
+    for (k, v) in [
+        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("STRIPE_API_BASE", stub.base_url.as_str()),
+        ("STRIPE_CONNECT_BASE", stub.base_url.as_str()),
+        ("STRIPE_CLIENT_ID", stub_config.client_id.as_str()),
+        ("DASHBOARD_URL", &format!("{base}/dev/dashboard")),
+        ("OAUTH_REDIRECT_URI", &format!("{base}/oauth/stripe/callback")),
+        ("LOCAL_JWT_SECRET", JWT_SECRET),
+    ] {
+        env.insert(k.into(), v.into());
+    }
+    export_env(&env);
+    let aws = shared::aws::AwsClients::from_env().await;
+    let _stack = start(listener, aws, DevOptions { jwt_secret: JWT_SECRET.into(), schedules: true }).await?;
+
+    // Connect the demo workspace through the real OAuth flow, so the card and panels have data.
+    let connected = devstack::connect_workspace(&base, JWT_SECRET, "ws_dev").await;
+    println!("\n  Stripe integration dev stack is up.\n");
+    println!("  API        {base}   (moto at {}, Stripe stand-in at {})", moto.endpoint, stub.base_url);
+    match connected {
+        Ok(()) => println!("  Workspace  ws_dev is connected to the seeded Stripe account; the backfill is running.\n"),
+        Err(e) => println!("  Workspace  ws_dev could not be connected: {e}\n"),
+    }
+    println!("  TOKEN=$(curl -s '{base}/dev/token?workspace_id=ws_dev&role=owner' | python3 -c 'import sys,json;print(json.load(sys.stdin)[\"token\"])')");
+    println!("  curl -s -H \"Authorization: Bearer $TOKEN\" {base}/v1/stripe/connection");
+    println!("  curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/v1/stripe/customers?email=<an email from the list below>'");
+    println!("  curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/v1/stripe/customers?currency=usd&min_mrr=1000&limit=5'");
+    println!("  curl -s -H \"Authorization: Bearer $TOKEN\" {base}/v1/stripe/metrics");
+    println!("  curl -s -X POST -H \"Authorization: Bearer $TOKEN\" {base}/v1/stripe/syncs");
+    println!("  curl -s {base}/openapi.json\n");
+    println!("  Ctrl-C stops everything.");
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}

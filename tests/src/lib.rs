@@ -1,0 +1,251 @@
+//! Integration-test harness: every test starts its own local stack (moto provisioned from
+//! template.yaml, the Stripe stand-in, all five functions in-process) and talks to it over HTTP,
+//! as the dashboard and Stripe would. Run with `cargo nextest` (one process per test, so each
+//! test's environment is its own).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use devstack::local_aws::{export_env, Moto};
+use devstack::{DevOptions, DevStack};
+use serde_json::Value;
+use shared::auth::{mint_dev_token, Claims, Role};
+use shared::store::Store;
+use stripe_stub::{StubConfig, StubHandle};
+
+pub const WEBHOOK_SECRET: &str = "whsec_integration_tests";
+pub const PLATFORM_KEY: &str = "sk_test_platform_integration";
+pub const JWT_SECRET: &str = "integration-jwt-secret";
+
+pub struct TestStack {
+    pub base_url: String,
+    pub http: reqwest::Client,
+    pub aws: shared::aws::AwsClients,
+    pub env: HashMap<String, String>,
+    pub stub: StubHandle,
+    pub store: Store,
+    _dev: DevStack,
+    _moto: Moto,
+}
+
+/// A small seeded account keeps each test fast.
+pub fn small_stub() -> StubConfig {
+    let mut config = StubConfig::dev();
+    for account in &mut config.accounts {
+        account.customers = 25;
+        account.invoice_days = 60;
+    }
+    config
+}
+
+impl TestStack {
+    pub async fn start() -> anyhow::Result<TestStack> {
+        Self::start_with(small_stub()).await
+    }
+
+    pub async fn start_with(mut stub_config: StubConfig) -> anyhow::Result<TestStack> {
+        // TEST_LOG=1 shows the functions' logs (pretty) when debugging a test.
+        if std::env::var("TEST_LOG").is_ok() {
+            std::env::set_var("LOG_FORMAT", "pretty");
+            shared::telemetry::init();
+        }
+        let moto = Moto::start()?;
+        let mut env = moto.provision(WEBHOOK_SECRET, PLATFORM_KEY)?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base_url = format!("http://{}", listener.local_addr()?);
+        stub_config.port = 0;
+        stub_config.webhook_url = Some(format!("{base_url}/webhooks/stripe"));
+        stub_config.webhook_secret = WEBHOOK_SECRET.into();
+        stub_config.platform_secret_key = PLATFORM_KEY.into();
+        let client_id = stub_config.client_id.clone();
+        let stub = stripe_stub::start(stub_config).await?;
+        for (k, v) in [
+            ("AWS_ENDPOINT_URL", moto.endpoint.clone()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("STRIPE_API_BASE", stub.base_url.clone()),
+            ("STRIPE_CONNECT_BASE", stub.base_url.clone()),
+            ("STRIPE_CLIENT_ID", client_id),
+            ("DASHBOARD_URL", "https://dashboard.example.test/settings/stripe".into()),
+            ("OAUTH_REDIRECT_URI", format!("{base_url}/oauth/stripe/callback")),
+            ("LOG_FORMAT", "pretty".into()),
+        ] {
+            env.insert(k.into(), v);
+        }
+        export_env(&env);
+        let aws = shared::aws::AwsClients::from_env().await;
+        let dev = devstack::start(listener, aws.clone(), DevOptions { jwt_secret: JWT_SECRET.into(), schedules: false }).await?;
+        let store = Store::new(aws.dynamodb.clone(), env["TABLE_NAME"].clone());
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(Duration::from_secs(30)).build()?;
+        Ok(TestStack { base_url, http, aws, env, stub, store, _dev: dev, _moto: moto })
+    }
+
+    pub fn token(&self, workspace_id: &str, role: Role) -> String {
+        let claims = Claims { sub: format!("user-of-{workspace_id}"), workspace_id: workspace_id.into(), role };
+        mint_dev_token(JWT_SECRET.as_bytes(), &claims, 3600)
+    }
+
+    /// GET a dashboard route as `workspace_id` with `role`; returns (status, JSON body).
+    pub async fn get(&self, workspace_id: &str, role: Role, path: &str) -> anyhow::Result<(u16, Value)> {
+        let resp = self.http.get(format!("{}{path}", self.base_url)).bearer_auth(self.token(workspace_id, role)).send().await?;
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(Value::Null);
+        Ok((status, body))
+    }
+
+    pub async fn send(&self, method: reqwest::Method, workspace_id: &str, role: Role, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base_url)).bearer_auth(self.token(workspace_id, role));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(Value::Null);
+        Ok((status, body))
+    }
+
+    /// Connects the workspace through the real OAuth flow; returns where the browser landed.
+    pub async fn connect(&self, workspace_id: &str) -> anyhow::Result<String> {
+        let (status, start) = self.send(reqwest::Method::POST, workspace_id, Role::Owner, "/v1/stripe/connect", None).await?;
+        anyhow::ensure!(status == 200, "connect answered {status}: {start}");
+        let authorize = start["authorize_url"].as_str().context("authorize_url")?.to_string();
+        let approve = self.http.get(&authorize).send().await?;
+        let callback = approve.headers().get("location").and_then(|l| l.to_str().ok()).context("stand-in redirect")?.to_string();
+        self.follow_callback(&callback).await
+    }
+
+    pub async fn follow_callback(&self, callback_url: &str) -> anyhow::Result<String> {
+        let done = self.http.get(callback_url).send().await?;
+        anyhow::ensure!(done.status().as_u16() == 302, "callback answered {}", done.status());
+        Ok(done.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or_default().to_string())
+    }
+
+    /// Connects and waits for the backfill to finish.
+    pub async fn connect_and_backfill(&self, workspace_id: &str) -> anyhow::Result<Value> {
+        let landed = self.connect(workspace_id).await?;
+        anyhow::ensure!(landed.contains("stripe=connected"), "landed on {landed}");
+        self.wait_for_card(workspace_id, |c| c["backfill"]["status"] == "succeeded" || c["backfill"]["status"] == "failed").await
+    }
+
+    pub async fn wait_for_card(&self, workspace_id: &str, done: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+        eventually(Duration::from_secs(60), || async {
+            let (status, card) = self.get(workspace_id, Role::Viewer, "/v1/stripe/connection").await.ok()?;
+            (status == 200 && done(&card)).then_some(card)
+        })
+        .await
+        .context("connection card never reached the expected state")
+    }
+
+    /// Messages waiting in a queue (e.g. the DLQ).
+    pub async fn queue_depth(&self, env_name: &str) -> anyhow::Result<i64> {
+        let out = self
+            .aws
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.env[env_name])
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await?;
+        Ok(out
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+}
+
+/// Polls `probe` until it yields a value or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs Stripe's official Python SDK (installed in `.venv` by infra/install-tools.sh) as the
+/// reference implementation of webhook signatures.
+pub mod stripe_python {
+    use std::process::Command;
+
+    fn python() -> std::path::PathBuf {
+        devstack::local_aws::repo_root().join(".venv/bin/python")
+    }
+
+    /// `stripe.WebhookSignature.generate_signature_header(payload, secret, timestamp)`.
+    pub fn sign(payload: &str, secret: &str, timestamp: i64) -> String {
+        let out = Command::new(python())
+            .args([
+                "-c",
+                "import sys, stripe; print(stripe.WebhookSignature.generate_signature_header(sys.argv[1], sys.argv[2], int(sys.argv[3])))",
+                payload,
+                secret,
+                &timestamp.to_string(),
+            ])
+            .output()
+            .expect("run the stripe SDK");
+        assert!(out.status.success(), "stripe SDK failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf8").trim().to_string()
+    }
+
+    /// `stripe.WebhookSignature.verify_header(...)`: true when Stripe's SDK accepts the header.
+    pub fn verifies(payload: &str, header: &str, secret: &str, tolerance: i64) -> bool {
+        let out = Command::new(python())
+            .args([
+                "-c",
+                "import sys, stripe\ntry:\n    stripe.WebhookSignature.verify_header(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))\n    print('ok')\nexcept stripe.SignatureVerificationError:\n    print('rejected')",
+                payload,
+                header,
+                secret,
+                &tolerance.to_string(),
+            ])
+            .output()
+            .expect("run the stripe SDK");
+        assert!(out.status.success(), "stripe SDK failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim() == "ok"
+    }
+}
+
+impl TestStack {
+    /// POSTs a webhook with the given signature header; returns (status, body).
+    pub async fn post_webhook(&self, body: &str, signature: &str) -> anyhow::Result<(u16, Value)> {
+        let resp = self
+            .http
+            .post(format!("{}/webhooks/stripe", self.base_url))
+            .header("content-type", "application/json")
+            .header("stripe-signature", signature)
+            .body(body.to_string())
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// Signs `event` as Stripe would (now) and POSTs it.
+    pub async fn deliver(&self, event: &Value) -> anyhow::Result<(u16, Value)> {
+        let body = event.to_string();
+        let header = shared::stripe::signature::sign_header(WEBHOOK_SECRET.as_bytes(), shared::time::now_unix(), body.as_bytes());
+        self.post_webhook(&body, &header).await
+    }
+}
+
+/// A Stripe event envelope around `object`, as a Connect endpoint receives it.
+pub fn event(id: &str, event_type: &str, account: &str, created: i64, object: Value) -> Value {
+    serde_json::json!({
+        "id": id, "object": "event", "api_version": "2025-06-30.basil", "created": created,
+        "data": {"object": object}, "livemode": false, "pending_webhooks": 1,
+        "request": {"id": null, "idempotency_key": null}, "type": event_type, "account": account
+    })
+}
