@@ -397,10 +397,11 @@ async fn full_listing(
     };
     let (from, to) = listing_window(account_created, started);
     let ranges = created_ranges(from, to, LISTING_PARTS);
+    // Everything is listed first and each customer written once with all its objects.
     let writer = Writer::new(
         &deps.store,
         &job.workspace_id,
-        Tally::with_parts(ranges.len() * LISTED.len()),
+        Tally::buffered(ranges.len() * LISTED.len()),
     );
     let reader = Reader {
         client,
@@ -415,7 +416,10 @@ async fn full_listing(
         &writer.tally,
         client,
         owns_backfill,
-        reader.list_everything(&ranges),
+        async {
+            reader.list_everything(&ranges).await?;
+            writer.flush().await.map_err(ReadError::from)
+        },
     )
     .await;
     let done = listed.map(|()| Done {

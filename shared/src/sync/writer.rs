@@ -2,6 +2,7 @@
 //! tally of what the run saw and changed.
 
 use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -30,6 +31,10 @@ pub struct Tally {
     pub changed: AtomicU64,
     pub skipped: AtomicU64,
     parts: Mutex<Vec<f64>>,
+    /// Buffered runs: aggregates to write after the listing, and how many are written.
+    buffered: bool,
+    to_write: AtomicU64,
+    written: AtomicU64,
 }
 
 impl Tally {
@@ -38,6 +43,12 @@ impl Tally {
             parts: Mutex::new(vec![0.0; parts]),
             ..Self::default()
         }
+    }
+
+    /// A run that lists everything first and writes each aggregate once afterwards: listing and
+    /// writing each count for half of the progress.
+    pub fn buffered(parts: usize) -> Self {
+        Self { buffered: true, ..Self::with_parts(parts) }
     }
 
     pub fn add_counts(&self, counts: &Counts) {
@@ -70,9 +81,11 @@ impl Tally {
         }
     }
 
-    /// Mean progress over the parts, 0.0 when there are none.
+    /// Mean progress over the parts (0.0 when there are none); for buffered runs, half listing
+    /// and half writing.
     pub fn progress(&self) -> f64 {
-        self.parts
+        let listed = self
+            .parts
             .lock()
             .map(|parts| {
                 if parts.is_empty() {
@@ -81,7 +94,13 @@ impl Tally {
                     parts.iter().sum::<f64>() / parts.len() as f64
                 }
             })
-            .unwrap_or(0.0)
+            .unwrap_or(0.0);
+        if !self.buffered {
+            return listed;
+        }
+        let total = self.to_write.load(Ordering::Relaxed);
+        let written = if total == 0 { 0.0 } else { self.written.load(Ordering::Relaxed) as f64 / total as f64 };
+        0.5 * listed + 0.5 * written
     }
 }
 
@@ -91,6 +110,8 @@ pub struct Writer<'a> {
     workspace_id: &'a str,
     permits: Semaphore,
     stripes: Vec<AsyncMutex<()>>,
+    /// Buffered runs only: every listed change per aggregate, written once by [`Writer::flush`].
+    pending: Mutex<HashMap<String, Vec<Change>>>,
     pub tally: Tally,
 }
 
@@ -101,6 +122,7 @@ impl<'a> Writer<'a> {
             workspace_id,
             permits: Semaphore::new(WRITE_CONCURRENCY),
             stripes: (0..STRIPES).map(|_| AsyncMutex::new(())).collect(),
+            pending: Mutex::new(HashMap::new()),
             tally,
         }
     }
@@ -150,20 +172,46 @@ impl<'a> Writer<'a> {
         }
     }
 
-    /// Writes a sorted page: every customer aggregate and catalog item, concurrently.
+    /// Writes a sorted page: every customer aggregate and catalog item, concurrently. A
+    /// buffered run keeps the customer changes for [`Writer::flush`] instead.
     pub async fn page(&self, work: &PageWork) -> Result<(), StoreError> {
         self.tally.add_counts(&work.counts);
         self.tally
             .skipped
             .fetch_add(work.skipped, Ordering::Relaxed);
-        stream::iter(work.customers.iter().map(Ok::<_, StoreError>))
-            .try_for_each_concurrent(WRITE_CONCURRENCY, |(id, changes)| async move {
-                self.customer(id, changes, None).await.map(drop)
-            })
-            .await?;
+        if self.tally.buffered {
+            if let Ok(mut pending) = self.pending.lock() {
+                for (id, changes) in &work.customers {
+                    pending.entry(id.clone()).or_default().extend(changes.iter().cloned());
+                }
+            }
+        } else {
+            stream::iter(work.customers.iter().map(Ok::<_, StoreError>))
+                .try_for_each_concurrent(WRITE_CONCURRENCY, |(id, changes)| async move {
+                    self.customer(id, changes, None).await.map(drop)
+                })
+                .await?;
+        }
         stream::iter(work.catalog.iter().map(Ok::<_, StoreError>))
             .try_for_each_concurrent(WRITE_CONCURRENCY, |item| async move {
                 self.catalog(item).await.map(drop)
+            })
+            .await
+    }
+}
+
+impl Writer<'_> {
+    /// Writes every buffered aggregate once, with all its listed objects: one read and one
+    /// write per customer instead of one per object.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let pending: Vec<(String, Vec<Change>)> =
+            self.pending.lock().map(|mut p| p.drain().collect()).unwrap_or_default();
+        self.tally.to_write.store(pending.len() as u64, Ordering::Relaxed);
+        stream::iter(pending.iter().map(Ok::<_, StoreError>))
+            .try_for_each_concurrent(WRITE_CONCURRENCY, |(id, changes)| async move {
+                self.customer(id, changes, None).await?;
+                self.tally.written.fetch_add(1, Ordering::Relaxed);
+                Ok(())
             })
             .await
     }
@@ -183,6 +231,17 @@ mod tests {
         tally.set_part(9, 1.0);
         assert_eq!(tally.progress(), 0.375);
         assert_eq!(Tally::default().progress(), 0.0);
+    }
+
+    #[test]
+    fn buffered_runs_count_listing_and_writing_as_halves() {
+        let tally = Tally::buffered(2);
+        tally.set_part(0, 1.0);
+        tally.set_part(1, 1.0);
+        assert_eq!(tally.progress(), 0.5);
+        tally.to_write.store(4, Ordering::Relaxed);
+        tally.written.store(2, Ordering::Relaxed);
+        assert_eq!(tally.progress(), 0.75);
     }
 
     #[test]
