@@ -6,12 +6,19 @@ threaded `moto_server` fails under the concurrent writes our sync makes. Here co
 still served by threads (an idle pooled connection never blocks anyone), but the application runs
 under one lock. Python's GIL serialises moto's work anyway, so this costs little.
 
+Those rollback copies are also the local stack's bottleneck: moto copies the whole table once per
+item of every transaction, so a transaction costs O(table size). Under the lock, it is enough to
+snapshot the items a transaction touches and put them back if it is cancelled, which is what
+DynamoDB's all-or-nothing promise needs.
+
     python infra/moto_serial.py -H 127.0.0.1 -p 5000
 """
 
 import argparse
+import copy
 import os
 import threading
+import types
 
 from werkzeug.serving import run_simple
 
@@ -29,12 +36,54 @@ def serialised(app):
     return call
 
 
+def _item_key(backend, op_type, op):
+    if op_type != "Put":
+        return op["Key"]
+    table = backend.get_table(op["TableName"])
+    key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
+    if table.range_key_attr is not None:
+        key[table.range_key_attr] = op["Item"][table.range_key_attr]
+    return key
+
+
+def patch_transactions() -> None:
+    """Roll back cancelled transactions item by item instead of copying whole tables."""
+    from moto.dynamodb import models
+
+    original = models.DynamoDBBackend.transact_write_items
+    no_copy = types.SimpleNamespace(deepcopy=lambda table, memo=None: table)
+
+    def transact_write_items(self, transact_items):
+        touched = []
+        for entry in transact_items:
+            op_type, op = next(iter(entry.items()))
+            key = _item_key(self, op_type, op)
+            current = self.get_item(op["TableName"], key)
+            touched.append((op["TableName"], key, copy.deepcopy(current.to_json()["Attributes"]) if current else None))
+        models.copy = no_copy
+        try:
+            return original(self, transact_items)
+        except Exception:
+            for table_name, key, attrs in reversed(touched):
+                if attrs is None:
+                    if self.get_item(table_name, key) is not None:
+                        self.delete_item(table_name, key)
+                else:
+                    self.put_item(table_name, attrs)
+            raise
+        finally:
+            models.copy = copy
+
+    models.DynamoDBBackend.transact_write_items = transact_write_items
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=5000)
     args = parser.parse_args()
     os.environ.setdefault("MOTO_PORT", str(args.port))
+    patch_transactions()
     app = serialised(DomainDispatcherApplication(create_backend_app))
     run_simple(args.host, args.port, app, threaded=True, use_reloader=False, request_handler=MotoRequestHandler)
 
