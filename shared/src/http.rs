@@ -93,3 +93,41 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such route.")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Role;
+
+    fn repo_file(name: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    async fn caller_of(request: lambda_http::Request) -> Result<Caller, ApiError> {
+        let (mut parts, _) = request.into_parts();
+        Caller::from_request_parts(&mut parts, &()).await
+    }
+
+    /// The claims API Gateway's JWT authorizer passes, read from the checked-in sample events
+    /// through lambda_http's own request parsing, exactly as in AWS.
+    #[tokio::test]
+    async fn claims_come_from_the_api_gateway_authorizer() {
+        let request = lambda_http::request::from_str(&repo_file("events/api-connection.json")).unwrap();
+        let caller = caller_of(request).await.unwrap();
+        assert_eq!(caller.0.workspace_id, "ws_01JD4N8Z6Q3V5X7Y9A2B4C6D8E");
+        assert_eq!(caller.0.role, Role::Agent);
+        assert!(caller.require_admin().is_err());
+    }
+
+    #[tokio::test]
+    async fn requests_without_authorizer_claims_are_unauthorized() {
+        let mut event: serde_json::Value = serde_json::from_str(&repo_file("events/api-connection.json")).unwrap();
+        event["requestContext"]["authorizer"]["jwt"]["claims"].as_object_mut().unwrap().remove("workspace_id");
+        let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+        let err = caller_of(request).await.unwrap_err();
+        assert_eq!((err.status, err.code), (StatusCode::UNAUTHORIZED, "unauthorized"));
+        let public = lambda_http::request::from_str(&repo_file("events/webhook.json")).unwrap();
+        assert_eq!(caller_of(public).await.unwrap_err().code, "unauthorized");
+    }
+}
