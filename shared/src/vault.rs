@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::secrets::Secret;
+use crate::store::connections::Connection;
+use crate::stripe::client::AccountCredential;
 
 #[derive(Debug, Error)]
 pub enum VaultError {
@@ -22,6 +24,8 @@ pub enum VaultError {
     WrongContext,
     #[error("the sealed token is damaged")]
     Corrupt,
+    #[error("the connection holds no token (erased on disconnect or revocation)")]
+    Missing,
 }
 
 /// What is stored: the KMS-encrypted data key, the nonce and the AES-GCM ciphertext, base64.
@@ -76,6 +80,14 @@ impl Vault {
             .encrypt(Nonce::from_slice(&nonce), Payload { msg: token.expose().as_bytes(), aad: &owner.aad() })
             .map_err(|_| VaultError::Corrupt)?;
         Ok(SealedToken { key: B64.encode(encrypted_key), nonce: B64.encode(nonce), ciphertext: B64.encode(ciphertext) })
+    }
+
+    /// The connection's Stripe credential, its token opened under the connection's own tenant.
+    pub async fn credential(&self, conn: &Connection) -> Result<AccountCredential, VaultError> {
+        let sealed = conn.sealed_token.as_ref().ok_or(VaultError::Missing)?;
+        let owner = TokenOwner { workspace_id: &conn.workspace_id, account_id: &conn.account_id };
+        let access_token = self.open(owner, sealed).await?;
+        Ok(AccountCredential { account_id: conn.account_id.clone(), access_token, livemode: conn.livemode })
     }
 
     pub async fn open(&self, owner: TokenOwner<'_>, sealed: &SealedToken) -> Result<Secret, VaultError> {

@@ -14,8 +14,8 @@ use shared::projection::{route_event, ProjectionError, Routed};
 use shared::queue::QueuedEvent;
 use shared::store::connections::{ConnectionStatus, LastError};
 use shared::store::{Store, StoreError};
-use shared::stripe::client::{AccountCredential, StripeClient, StripeError};
-use shared::vault::{TokenOwner, Vault, VaultError};
+use shared::stripe::client::{StripeClient, StripeError};
+use shared::vault::{Vault, VaultError};
 use thiserror::Error;
 use tracing::{error, info, info_span, Instrument};
 
@@ -210,8 +210,9 @@ async fn fetch_event(app: &Projector, message: &QueuedEvent) -> Result<serde_jso
         .get_connection(&message.workspace_id)
         .await?
         .ok_or_else(|| ProjectError::NoToken("workspace not connected".into()))?;
-    let sealed = conn.sealed_token.as_ref().ok_or_else(|| ProjectError::NoToken(format!("connection is {:?}", conn.status)))?;
-    let token = app.vault.open(TokenOwner { workspace_id: &conn.workspace_id, account_id: &conn.account_id }, sealed).await?;
-    let credential = AccountCredential { account_id: conn.account_id.clone(), access_token: token, livemode: conn.livemode };
+    let credential = app.vault.credential(&conn).await.map_err(|e| match e {
+        VaultError::Missing => ProjectError::NoToken(format!("connection is {:?}", conn.status)),
+        other => ProjectError::Vault(other),
+    })?;
     Ok(app.stripe.retrieve_event(&credential, &message.event_id).await?.data_object)
 }

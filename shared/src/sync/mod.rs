@@ -37,7 +37,7 @@ use crate::store::syncs::{RunError, RunStatus, SyncRun};
 use crate::store::{Store, StoreError};
 use crate::stripe::client::{AccountCredential, StripeClient, StripeError};
 use crate::time::now_unix;
-use crate::vault::{TokenOwner, Vault, VaultError};
+use crate::vault::{Vault, VaultError};
 
 /// How long a run holds the account's sync slot: the function's 900 s timeout plus slack, so a
 /// crashed run never blocks the account for long.
@@ -248,54 +248,19 @@ async fn holding_slot(
         set_backfill(deps, job, BackfillStatus::Running, 0.0).await?;
     }
 
-    let Some(sealed) = conn.sealed_token.as_ref() else {
-        let message = "Stripe access for this workspace is missing: reconnect Stripe.";
-        return record_failure(
-            deps,
-            job,
-            run,
-            "invalid_api_key",
-            message,
-            false,
-            owns_backfill,
-            0.0,
-        )
-        .await;
-    };
-    let token = match deps
-        .vault
-        .open(
-            TokenOwner {
-                workspace_id: ws,
-                account_id: &conn.account_id,
-            },
-            sealed,
-        )
-        .await
-    {
-        Ok(token) => token,
+    let cred = match deps.vault.credential(&conn).await {
+        Ok(cred) => cred,
         Err(e @ VaultError::Kms(_)) => return Err(e.into()),
         Err(e) => {
             // Not erased: a key misconfiguration must not wipe every workspace's token.
-            warn!(reason = %e, "stored token does not open");
-            let message = "The stored Stripe credentials could not be read: reconnect Stripe.";
-            return record_failure(
-                deps,
-                job,
-                run,
-                "invalid_api_key",
-                message,
-                false,
-                owns_backfill,
-                0.0,
-            )
-            .await;
+            warn!(reason = %e, "no usable stored token");
+            let message = if matches!(e, VaultError::Missing) {
+                "Stripe access for this workspace is missing: reconnect Stripe."
+            } else {
+                "The stored Stripe credentials could not be read: reconnect Stripe."
+            };
+            return record_failure(deps, job, run, "invalid_api_key", message, false, owns_backfill, 0.0).await;
         }
-    };
-    let cred = AccountCredential {
-        account_id: conn.account_id.clone(),
-        access_token: token,
-        livemode: conn.livemode,
     };
     let client = deps.stripe.scoped();
     info!(mode = ?mode, owns_backfill, "sync started");
