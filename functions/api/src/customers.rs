@@ -10,9 +10,11 @@ use shared::projection::{choose, PanelResponse, StoredPanel};
 use shared::store::connections::{Connection, ConnectionStatus};
 use shared::store::customers::CustomerFilter;
 use shared::store::StoreError;
-use tracing::info;
+use shared::time::now_unix;
+use tracing::{info, warn};
 
 use crate::body::JsonBody;
+use crate::lazy_match::Lookup;
 use crate::openapi::{CustomersAnswer, ErrorBody, LinkBody, PanelDoc, PaymentStatusDoc};
 use crate::params::{self, invalid, Params, PAYMENT_STATUSES};
 use crate::{store_down, AppState};
@@ -37,7 +39,7 @@ fn with_stale(mut panel: PanelResponse, stale: bool) -> PanelResponse {
 
 #[utoipa::path(get, path = "/v1/stripe/customers", tag = "customers", security(("bearer" = [])),
     params(
-        ("email" = Option<String>, Query, max_length = 320, description = "Panel by email (case-insensitive, trimmed); not combinable with the list filters"),
+        ("email" = Option<String>, Query, max_length = 320, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*@[^\\u0000-\\u001F\\u007F-\\u009F]*$", description = "Panel by email (case-insensitive, trimmed); not combinable with the list filters"),
         ("status" = Option<PaymentStatusDoc>, Query, description = "List filter: the customer's payment_status"),
         ("min_mrr" = Option<i64>, Query, minimum = 0, description = "List filter: MRR at least this (minor units)"),
         ("max_mrr" = Option<i64>, Query, minimum = 0, description = "List filter: MRR at most this (minor units)"),
@@ -71,7 +73,7 @@ pub async fn search(
                 "must be an email address of at most 320 characters.",
             )
         })?;
-        let panel = panel_by_email(&app, ws, &email).await?;
+        let panel = panel_by_email(&app, ws, &email, raw.trim()).await?;
         return Ok(Json(to_json(&panel)));
     }
     let filter = list_filter(&params)?;
@@ -119,13 +121,42 @@ pub fn list_filter(params: &Params) -> Result<CustomerFilter, ApiError> {
 }
 
 /// One email-index query (plus the linked customer when the link points outside it), read
-/// together with the connection.
-async fn panel_by_email(app: &AppState, ws: &str, email: &str) -> Result<PanelResponse, ApiError> {
+/// together with the connection. When nothing is found locally and the workspace is connected,
+/// Stripe is asked once (see [`crate::lazy_match`]) and the store is read again.
+async fn panel_by_email(
+    app: &AppState,
+    ws: &str,
+    email: &str,
+    typed: &str,
+) -> Result<PanelResponse, ApiError> {
     let (conn, found) = tokio::join!(
         app.store.get_connection(ws),
-        app.store.panels_by_email(ws, email)
+        local_candidates(app, ws, email)
     );
-    let (mut candidates, link) = found.map_err(store_down)?;
+    let conn = conn.map_err(store_down)?;
+    let (mut candidates, mut link) = found?;
+    if candidates.is_empty() {
+        if let Some(conn) = conn.as_ref() {
+            if ask_stripe(app, conn, typed).await {
+                (candidates, link) = local_candidates(app, ws, email).await?;
+            }
+        }
+    }
+    let stale = is_stale(Ok(conn))?;
+    Ok(with_stale(choose(candidates, link.as_deref()), stale))
+}
+
+/// The customers stored under this email, the linked one included, and the link.
+async fn local_candidates(
+    app: &AppState,
+    ws: &str,
+    email: &str,
+) -> Result<(Vec<StoredPanel>, Option<String>), ApiError> {
+    let (mut candidates, link) = app
+        .store
+        .panels_by_email(ws, email)
+        .await
+        .map_err(store_down)?;
     if let Some(linked) = link.as_deref() {
         if !candidates.iter().any(|c| c.customer_id == linked) {
             if let Some(panel) = app
@@ -138,8 +169,23 @@ async fn panel_by_email(app: &AppState, ws: &str, email: &str) -> Result<PanelRe
             }
         }
     }
-    let stale = is_stale(conn)?;
-    Ok(with_stale(choose(candidates, link.as_deref()), stale))
+    Ok((candidates, link))
+}
+
+/// The lazy match; true when Stripe was asked and something may have been projected. Never
+/// fails the read: any error is logged and the answer comes from local data.
+async fn ask_stripe(app: &AppState, conn: &Connection, typed: &str) -> bool {
+    match app.lazy.look_up(&app.store, conn, typed, now_unix()).await {
+        Ok(Lookup::Asked { customers }) => customers > 0,
+        Ok(outcome) => {
+            info!(outcome = ?outcome, "lazy match: Stripe not asked");
+            false
+        }
+        Err(e) => {
+            warn!(error = %e, "lazy match failed; answering from local data");
+            false
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/v1/stripe/customers/{customer_id}", tag = "customers", security(("bearer" = [])),

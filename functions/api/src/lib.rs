@@ -4,6 +4,7 @@
 pub mod body;
 pub mod connection;
 pub mod customers;
+pub mod lazy_match;
 pub mod metrics;
 pub mod openapi;
 pub mod params;
@@ -17,10 +18,13 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, put};
 use axum::Router;
+use lazy_match::LazyMatcher;
 use shared::aws::AwsClients;
+use shared::config::StripeEndpoints;
 use shared::domain_events::Publisher;
 use shared::http::{ApiError, Caller, MAX_BODY_BYTES};
 use shared::store::{Store, StoreError};
+use shared::vault::Vault;
 use thiserror::Error;
 use tracing::{info_span, Instrument};
 
@@ -28,6 +32,11 @@ pub struct Config {
     pub table_name: String,
     pub sync_queue_url: String,
     pub event_bus_name: String,
+    /// The key the Stripe tokens are sealed under (lazy email match opens them).
+    pub kms_key_id: String,
+    pub stripe: StripeEndpoints,
+    /// Lazy-match Stripe look-ups per workspace per minute.
+    pub lazy_match_per_minute: i64,
 }
 
 impl Config {
@@ -37,6 +46,14 @@ impl Config {
             table_name: required("TABLE_NAME")?,
             sync_queue_url: required("SYNC_QUEUE_URL")?,
             event_bus_name: required("EVENT_BUS_NAME")?,
+            kms_key_id: required("KMS_KEY_ID")?,
+            stripe: StripeEndpoints::from_env()?,
+            lazy_match_per_minute: shared::config::int(
+                "LAZY_MATCH_PER_MINUTE",
+                lazy_match::WORKSPACE_LOOKUPS_PER_MINUTE,
+                0,
+                10_000,
+            )?,
         })
     }
 }
@@ -46,6 +63,7 @@ pub struct ApiApp {
     pub sqs: aws_sdk_sqs::Client,
     pub sync_queue_url: String,
     pub events: Publisher,
+    pub lazy: LazyMatcher,
 }
 
 pub type AppState = Arc<ApiApp>;
@@ -53,11 +71,19 @@ pub type AppState = Arc<ApiApp>;
 /// Builds the state once per cold start, from the environment.
 pub async fn init(aws: &AwsClients) -> Result<AppState, Box<dyn std::error::Error + Send + Sync>> {
     let config = Config::from_env()?;
+    let lazy = LazyMatcher::new(
+        aws.dynamodb.clone(),
+        config.table_name.clone(),
+        Vault::new(aws.kms.clone(), config.kms_key_id),
+        LazyMatcher::stripe_client(&config.stripe)?,
+        config.lazy_match_per_minute,
+    );
     Ok(Arc::new(ApiApp {
         store: Store::new(aws.dynamodb.clone(), config.table_name),
         sqs: aws.sqs.clone(),
         sync_queue_url: config.sync_queue_url,
         events: Publisher::new(aws.eventbridge.clone(), config.event_bus_name),
+        lazy,
     }))
 }
 
@@ -168,11 +194,30 @@ pub(crate) mod testkit {
                 .region(Region::new("us-east-1"))
                 .build(),
         );
+        let kms = aws_sdk_kms::Client::from_conf(
+            aws_sdk_kms::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .build(),
+        );
+        let nowhere = url::Url::parse("http://127.0.0.1:9").unwrap();
+        let endpoints = StripeEndpoints {
+            api_base: nowhere.clone(),
+            connect_base: nowhere,
+        };
+        let lazy = LazyMatcher::new(
+            dynamo.clone(),
+            "unused",
+            Vault::new(kms, "unused"),
+            LazyMatcher::stripe_client(&endpoints).unwrap(),
+            lazy_match::WORKSPACE_LOOKUPS_PER_MINUTE,
+        );
         router(Arc::new(ApiApp {
             store: Store::new(dynamo, "unused"),
             sqs,
             sync_queue_url: "http://127.0.0.1:9/unused".into(),
             events: Publisher::new(eb, "unused"),
+            lazy,
         }))
     }
 

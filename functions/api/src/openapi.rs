@@ -225,11 +225,18 @@ pub enum CustomersAnswer {
     List(CustomerList),
 }
 
-/// `PUT /v1/stripe/links` body and answer.
+/// `PUT /v1/stripe/links` body and answer; no other fields.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LinkBody {
+    /// Matched trimmed and case-insensitively.
+    #[schema(
+        max_length = 320,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*@[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub email: String,
     /// `cus_...`
+    #[schema(max_length = 255, pattern = "^cus_[A-Za-z0-9_]+$")]
     pub customer_id: String,
 }
 

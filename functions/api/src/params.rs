@@ -149,14 +149,12 @@ pub fn iso_date(v: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(v, "%Y-%m-%d").ok()
 }
 
-/// Trimmed, lower-cased, with an `@`, at most 320 bytes, no control characters.
+/// At most 320 characters with an `@` and no control characters (exactly the documented schema);
+/// answered trimmed and lower-cased.
 pub fn email(v: &str) -> Option<String> {
-    let e = v.trim().to_lowercase();
-    let ok = !e.is_empty()
-        && e.len() <= MAX_EMAIL_LEN
-        && e.contains('@')
-        && !e.chars().any(char::is_control);
-    ok.then_some(e)
+    let ok =
+        v.chars().count() <= MAX_EMAIL_LEN && v.contains('@') && !v.chars().any(char::is_control);
+    ok.then(|| v.trim().to_lowercase())
 }
 
 /// `cus_` followed by letters, digits or `_`.
@@ -272,6 +270,10 @@ mod tests {
             Some("jane@example.com")
         );
         assert_eq!(email("nobody"), None);
+        assert_eq!(email("a@b.co\n"), None);
+        // 320 characters, more bytes: the documented maxLength counts characters.
+        let wide = format!("{}@x.io", "é".repeat(315));
+        assert_eq!(email(&wide).map(|e| e.chars().count()), Some(320));
         assert_eq!(email(&format!("{}@x.io", "a".repeat(400))), None);
         assert_eq!(customer_id("cus_ABC123"), Some("cus_ABC123"));
         assert_eq!(customer_id("cus_"), None);
