@@ -17,11 +17,15 @@ use shared::store::{Store, StoreError};
 use shared::stripe::client::{StripeClient, StripeError};
 use shared::vault::{Vault, VaultError};
 use thiserror::Error;
-use tracing::{error, info, info_span, Instrument};
+use tracing::{error, info, info_span, warn, Instrument};
 
 /// Messages of one batch projected at once; same-customer races are settled by the store's
 /// optimistic concurrency.
 const CONCURRENCY: usize = 4;
+
+/// The event queue's `maxReceiveCount` (template.yaml): the receive after which a failed message
+/// goes to the dead-letter queue.
+pub const MAX_RECEIVES: u32 = 5;
 
 pub struct Config {
     pub table_name: String,
@@ -92,11 +96,15 @@ pub async fn handle_batch(app: &Projector, batch: SqsEvent) -> SqsBatchResponse 
     let failures: Vec<BatchItemFailure> = stream::iter(batch.records)
         .map(|record| async move {
             let id = record.message_id.clone().unwrap_or_default();
-            let receives = record.attributes.get("ApproximateReceiveCount").cloned().unwrap_or_default();
+            let receives: u32 = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
             match handle_message(app, &record).await {
                 Ok(_) => None,
                 Err(e) => {
-                    error!(message_id = %id, receive_count = %receives, reason = %e, "message not projected; retried, then dead-lettered");
+                    if receives >= MAX_RECEIVES {
+                        error!(message_id = %id, receive_count = receives, reason = %e, "message not projected; going to the dead-letter queue");
+                    } else {
+                        warn!(message_id = %id, receive_count = receives, reason = %e, "message not projected; SQS will redeliver it");
+                    }
                     let mut failure = BatchItemFailure::default();
                     failure.item_identifier = id;
                     Some(failure)
@@ -215,4 +223,23 @@ async fn fetch_event(app: &Projector, message: &QueuedEvent) -> Result<serde_jso
         other => ProjectError::Vault(other),
     })?;
     Ok(app.stripe.retrieve_event(&credential, &message.event_id).await?.data_object)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The projector's idea of the last receive must match the event queue's redrive policy.
+    #[test]
+    fn max_receives_matches_the_event_queues_redrive_policy() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml");
+        let template = std::fs::read_to_string(&path).expect("template.yaml");
+        let queue = template.split("\n  EventQueue:\n").nth(1).expect("EventQueue resource");
+        // The resource ends where the next one (two-space indent) starts.
+        let count: u32 = queue
+            .lines()
+            .take_while(|l| l.is_empty() || l.starts_with("   "))
+            .find_map(|l| l.trim().strip_prefix("maxReceiveCount:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("maxReceiveCount on EventQueue");
+        assert_eq!(count, super::MAX_RECEIVES);
+    }
 }
