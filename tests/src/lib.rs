@@ -15,6 +15,7 @@ use shared::auth::{mint_dev_token, Claims, Role};
 use shared::store::Store;
 use stripe_stub::{StubConfig, StubHandle};
 
+pub mod fault_proxy;
 pub const WEBHOOK_SECRET: &str = "whsec_integration_tests";
 pub const PLATFORM_KEY: &str = "sk_test_platform_integration";
 pub const JWT_SECRET: &str = "integration-jwt-secret";
