@@ -379,31 +379,16 @@ impl ProxiedStack {
         let base_url = format!("http://{}", listener.local_addr()?);
         let mut stub_config: StubConfig = crate::small_stub();
         stub_config.port = 0;
-        stub_config.webhook_url = Some(format!("{base_url}/webhooks/stripe"));
-        stub_config.webhook_secret = WEBHOOK_SECRET.into();
-        stub_config.platform_secret_key = PLATFORM_KEY.into();
+        devstack::local_aws::wire_stub(&mut stub_config, &base_url, WEBHOOK_SECRET, PLATFORM_KEY);
         let client_id = stub_config.client_id.clone();
         let stub = stripe_stub::start(stub_config).await?;
-        for (k, v) in [
-            ("AWS_ENDPOINT_URL", proxy.endpoint.clone()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ACCESS_KEY_ID", "test".into()),
-            ("AWS_SECRET_ACCESS_KEY", "test".into()),
-            ("STRIPE_API_BASE", stub.base_url.clone()),
-            ("STRIPE_CONNECT_BASE", stub.base_url.clone()),
-            ("STRIPE_CLIENT_ID", client_id),
-            (
-                "DASHBOARD_URL",
-                "https://dashboard.example.test/settings/stripe".into(),
-            ),
-            (
-                "OAUTH_REDIRECT_URI",
-                format!("{base_url}/oauth/stripe/callback"),
-            ),
-            ("LOG_FORMAT", "pretty".into()),
-        ] {
+        // The functions reach AWS through the proxy; this test's own clients go to moto directly.
+        let functions_env =
+            devstack::local_aws::function_env(&proxy.endpoint, &stub.base_url, &client_id, &base_url, crate::DASHBOARD_URL);
+        for (k, v) in functions_env {
             env.insert(k.into(), v);
         }
+        env.insert("LOG_FORMAT".into(), "pretty".into());
         export_env(&env);
         let direct = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .endpoint_url(&moto.endpoint)

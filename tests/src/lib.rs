@@ -8,7 +8,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use devstack::local_aws::{export_env, Moto};
+use devstack::local_aws::{export_env, function_env, wire_stub, Moto};
 use devstack::{DevOptions, DevStack};
 use serde_json::Value;
 use shared::auth::{mint_dev_token, Claims, Role};
@@ -19,6 +19,7 @@ pub mod fault_proxy;
 pub const WEBHOOK_SECRET: &str = "whsec_integration_tests";
 pub const PLATFORM_KEY: &str = "sk_test_platform_integration";
 pub const JWT_SECRET: &str = "integration-jwt-secret";
+pub const DASHBOARD_URL: &str = "https://dashboard.example.test/settings/stripe";
 
 pub struct TestStack {
     pub base_url: String,
@@ -57,25 +58,13 @@ impl TestStack {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base_url = format!("http://{}", listener.local_addr()?);
         stub_config.port = 0;
-        stub_config.webhook_url = Some(format!("{base_url}/webhooks/stripe"));
-        stub_config.webhook_secret = WEBHOOK_SECRET.into();
-        stub_config.platform_secret_key = PLATFORM_KEY.into();
+        wire_stub(&mut stub_config, &base_url, WEBHOOK_SECRET, PLATFORM_KEY);
         let client_id = stub_config.client_id.clone();
         let stub = stripe_stub::start(stub_config).await?;
-        for (k, v) in [
-            ("AWS_ENDPOINT_URL", moto.endpoint.clone()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ACCESS_KEY_ID", "test".into()),
-            ("AWS_SECRET_ACCESS_KEY", "test".into()),
-            ("STRIPE_API_BASE", stub.base_url.clone()),
-            ("STRIPE_CONNECT_BASE", stub.base_url.clone()),
-            ("STRIPE_CLIENT_ID", client_id),
-            ("DASHBOARD_URL", "https://dashboard.example.test/settings/stripe".into()),
-            ("OAUTH_REDIRECT_URI", format!("{base_url}/oauth/stripe/callback")),
-            ("LOG_FORMAT", "pretty".into()),
-        ] {
+        for (k, v) in function_env(&moto.endpoint, &stub.base_url, &client_id, &base_url, DASHBOARD_URL) {
             env.insert(k.into(), v);
         }
+        env.insert("LOG_FORMAT".into(), "pretty".into());
         export_env(&env);
         let aws = shared::aws::AwsClients::from_env().await;
         let dev = devstack::start(listener, aws.clone(), DevOptions { jwt_secret: JWT_SECRET.into(), schedules: false }).await?;

@@ -91,3 +91,27 @@ pub fn export_env(vars: &HashMap<String, String>) {
         std::env::set_var(k, v);
     }
 }
+
+/// What the functions read besides the provisioned resources, on a local stack: the local AWS
+/// endpoint (moto, or a proxy in front of it), the Stripe stand-in, and this stack's URLs.
+pub fn function_env(aws_endpoint: &str, stripe_base: &str, client_id: &str, base_url: &str, dashboard_url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", aws_endpoint.to_string()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("STRIPE_API_BASE", stripe_base.to_string()),
+        ("STRIPE_CONNECT_BASE", stripe_base.to_string()),
+        ("STRIPE_CLIENT_ID", client_id.to_string()),
+        ("DASHBOARD_URL", dashboard_url.to_string()),
+        ("OAUTH_REDIRECT_URI", format!("{base_url}/oauth/stripe/callback")),
+    ]
+}
+
+/// Points the Stripe stand-in at a stack: its webhooks go to `base_url`, signed with the
+/// provisioned secret, and it accepts the provisioned platform key.
+pub fn wire_stub(config: &mut stripe_stub::StubConfig, base_url: &str, webhook_secret: &str, platform_key: &str) {
+    config.webhook_url = Some(format!("{base_url}/webhooks/stripe"));
+    config.webhook_secret = webhook_secret.into();
+    config.platform_secret_key = platform_key.into();
+}

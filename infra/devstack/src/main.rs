@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use anyhow::Context;
-use devstack::local_aws::{export_env, Moto};
+use devstack::local_aws::{export_env, function_env, wire_stub, Moto};
 use devstack::{start, DevOptions};
 
 const WEBHOOK_SECRET: &str = "whsec_dev_local_only";
@@ -25,25 +25,14 @@ async fn main() -> anyhow::Result<()> {
 
     let mut stub_config = stripe_stub::StubConfig::dev();
     stub_config.port = stub_port;
-    stub_config.webhook_url = Some(format!("{base}/webhooks/stripe"));
-    stub_config.webhook_secret = WEBHOOK_SECRET.into();
-    stub_config.platform_secret_key = PLATFORM_KEY.into();
+    wire_stub(&mut stub_config, &base, WEBHOOK_SECRET, PLATFORM_KEY);
     let stub = stripe_stub::start(stub_config.clone()).await?;
 
-    for (k, v) in [
-        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("STRIPE_API_BASE", stub.base_url.as_str()),
-        ("STRIPE_CONNECT_BASE", stub.base_url.as_str()),
-        ("STRIPE_CLIENT_ID", stub_config.client_id.as_str()),
-        ("DASHBOARD_URL", &format!("{base}/dev/dashboard")),
-        ("OAUTH_REDIRECT_URI", &format!("{base}/oauth/stripe/callback")),
-        ("LOCAL_JWT_SECRET", JWT_SECRET),
-    ] {
-        env.insert(k.into(), v.into());
+    let dashboard = format!("{base}/dev/dashboard");
+    for (k, v) in function_env(&moto.endpoint, &stub.base_url, &stub_config.client_id, &base, &dashboard) {
+        env.insert(k.into(), v);
     }
+    env.insert("LOCAL_JWT_SECRET".into(), JWT_SECRET.into());
     export_env(&env);
     let aws = shared::aws::AwsClients::from_env().await;
     let _stack = start(listener, aws, DevOptions { jwt_secret: JWT_SECRET.into(), schedules: true }).await?;
