@@ -4,9 +4,10 @@ use serde::{Deserialize, Serialize};
 
 /// One Stripe event for one workspace, as the webhook queues it.
 ///
-/// `payload` is the full Stripe event JSON; it is `None` when the event was too large for an SQS
-/// message, and the projector then fetches it from `GET /v1/events/{id}`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// `payload` is the full Stripe event JSON, embedded as the bytes Stripe sent (never re-parsed on
+/// the way in); it is `None` when the event was too large for an SQS message, and the projector
+/// then fetches it from `GET /v1/events/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QueuedEvent {
     pub workspace_id: String,
     pub account_id: String,
@@ -15,7 +16,7 @@ pub struct QueuedEvent {
     pub created: i64,
     pub livemode: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payload: Option<serde_json::Value>,
+    pub payload: Option<Box<serde_json::value::RawValue>>,
 }
 
 /// SQS takes messages up to 256 KiB; leave room for the envelope and attributes.

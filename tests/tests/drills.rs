@@ -442,7 +442,7 @@ async fn a_projector_killed_mid_batch_leaves_each_event_applied_once() {
                 event_type: e["type"].as_str().unwrap().into(),
                 created: e["created"].as_i64().unwrap(),
                 livemode: false,
-                payload: Some(e.clone()),
+                payload: Some(serde_json::value::to_raw_value(e).unwrap()),
             };
             aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
                 .id(i.to_string())

@@ -135,15 +135,14 @@ pub async fn handle_message(app: &Projector, record: &SqsMessage) -> Result<Outc
 
 pub async fn project(app: &Projector, message: QueuedEvent) -> Result<Outcome, ProjectError> {
     let ws = message.workspace_id.as_str();
-    let fetched;
     let object = match &message.payload {
-        Some(p) => p.pointer("/data/object").ok_or_else(|| ProjectError::Poison("event has no data.object".into()))?,
-        None => {
-            fetched = fetch_event(app, &message).await?;
-            &fetched
+        Some(raw) => {
+            let mut event: serde_json::Value = serde_json::from_str(raw.get()).map_err(|e| ProjectError::Poison(e.to_string()))?;
+            event.pointer_mut("/data/object").map(serde_json::Value::take).ok_or_else(|| ProjectError::Poison("event has no data.object".into()))?
         }
+        None => fetch_event(app, &message).await?,
     };
-    let outcome = match route_event(&message.event_type, message.created, object)? {
+    let outcome = match route_event(&message.event_type, message.created, &object)? {
         Routed::Customer { aggregate_id, change } => {
             let changed = app.store.apply_customer_changes(ws, &aggregate_id, std::slice::from_ref(&change), Some(&message.event_id)).await?;
             if changed {

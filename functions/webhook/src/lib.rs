@@ -15,7 +15,8 @@ use shared::http::ApiError;
 use shared::queue::{QueuedEvent, MAX_INLINE_PAYLOAD_BYTES};
 use shared::secrets::Secret;
 use shared::store::{Store, StoreError};
-use shared::stripe::envelope::{parse_envelope, EventEnvelope};
+use serde_json::value::RawValue;
+use shared::stripe::envelope::{parse_head, EventHead};
 use shared::stripe::signature::{verify, SignatureError, DEFAULT_TOLERANCE_SECS};
 use thiserror::Error;
 use tracing::{info, info_span, warn, Instrument};
@@ -119,14 +120,38 @@ async fn receive(State(state): State<Arc<WebhookState>>, headers: HeaderMap, bod
     .await
 }
 
-/// Verification first, on the raw bytes; JSON parsing only after the signature holds.
-pub fn verify_and_parse(state: &WebhookState, header: &str, body: &[u8], now: i64) -> Result<EventEnvelope, WebhookError> {
+/// Verification first, on the raw bytes; JSON parsing only after the signature holds, and only
+/// of the routing fields (`data` is skipped, not built).
+pub fn verify_and_parse(state: &WebhookState, header: &str, body: &[u8], now: i64) -> Result<EventHead, WebhookError> {
     verify(body, header, &state.secrets.iter().map(|s| s.expose().as_bytes()).collect::<Vec<_>>(), now, state.tolerance_secs)?;
-    parse_envelope(body).map_err(|_| WebhookError::Malformed)
+    parse_head(body).map_err(|_| WebhookError::Malformed)
+}
+
+/// The event as Stripe sent it, to embed in the queued message without re-parsing it; `None`
+/// when it is too large for a message (the projector then fetches it by id).
+pub fn inline_payload(raw: &[u8]) -> Option<Box<RawValue>> {
+    if raw.len() > MAX_INLINE_PAYLOAD_BYTES {
+        return None;
+    }
+    std::str::from_utf8(raw).ok().and_then(|s| RawValue::from_string(s.to_owned()).ok())
+}
+
+/// The SQS message body for one workspace connected to the event's account.
+pub fn message_body(head: &EventHead, account: &str, workspace_id: &str, payload: Option<Box<RawValue>>) -> Result<String, WebhookError> {
+    let message = QueuedEvent {
+        workspace_id: workspace_id.to_string(),
+        account_id: account.to_string(),
+        event_id: head.id.clone(),
+        event_type: head.event_type.clone(),
+        created: head.created,
+        livemode: head.livemode,
+        payload,
+    };
+    serde_json::to_string(&message).map_err(|e| WebhookError::Queue(e.to_string()))
 }
 
 /// Queues one message per connected workspace. Returns how many were queued.
-async fn enqueue(state: &WebhookState, envelope: &EventEnvelope, raw: &[u8]) -> Result<usize, WebhookError> {
+async fn enqueue(state: &WebhookState, envelope: &EventHead, raw: &[u8]) -> Result<usize, WebhookError> {
     let Some(account) = envelope.account.as_deref() else {
         return Ok(drop_unconnected(state, "event has no connected account"));
     };
@@ -134,20 +159,11 @@ async fn enqueue(state: &WebhookState, envelope: &EventEnvelope, raw: &[u8]) -> 
     if members.is_empty() {
         return Ok(drop_unconnected(state, "account is not connected"));
     }
-    let inline = raw.len() <= MAX_INLINE_PAYLOAD_BYTES;
-    let payload: Option<serde_json::Value> = if inline { serde_json::from_slice(raw).ok() } else { None };
+    let payload = inline_payload(raw);
+    let inline = payload.is_some();
     let mut entries = Vec::with_capacity(members.len());
     for (i, member) in members.iter().enumerate() {
-        let message = QueuedEvent {
-            workspace_id: member.workspace_id.clone(),
-            account_id: account.to_string(),
-            event_id: envelope.id.clone(),
-            event_type: envelope.event_type.clone(),
-            created: envelope.created,
-            livemode: envelope.livemode,
-            payload: payload.clone(),
-        };
-        let body = serde_json::to_string(&message).map_err(|e| WebhookError::Queue(e.to_string()))?;
+        let body = message_body(envelope, account, &member.workspace_id, payload.clone())?;
         entries.push(
             SendMessageBatchRequestEntry::builder()
                 .id(i.to_string())

@@ -52,6 +52,62 @@ pub enum EnvelopeError {
     BadId,
 }
 
+/// The routing fields of an event, without `data.object`: all the webhook needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventHead {
+    pub id: String,
+    pub event_type: String,
+    pub created: i64,
+    pub livemode: bool,
+    pub account: Option<String>,
+    pub api_version: Option<String>,
+}
+
+/// The top-level fields, each tolerated in any JSON type; `data` is skipped unparsed.
+#[derive(Deserialize)]
+struct RawHead {
+    object: Option<Value>,
+    id: Option<Value>,
+    #[serde(rename = "type")]
+    event_type: Option<Value>,
+    created: Option<Value>,
+    livemode: Option<Value>,
+    account: Option<Value>,
+    api_version: Option<Value>,
+}
+
+impl RawHead {
+    fn validate(self) -> Result<EventHead, EnvelopeError> {
+        let text = |v: Option<Value>| match v {
+            Some(Value::String(s)) if !s.is_empty() => Some(s),
+            _ => None,
+        };
+        // A missing `object` is tolerated; a different one (e.g. a thin `v2.core.event`) is not.
+        if let Some(object) = self.object.filter(|o| o.as_str() != Some("event")) {
+            let shown: String = object.to_string().chars().take(40).collect();
+            return Err(EnvelopeError::NotAnEvent(shown));
+        }
+        let id = text(self.id).ok_or(EnvelopeError::MissingField("id"))?;
+        if !id.starts_with("evt_") || id.len() <= 4 {
+            return Err(EnvelopeError::BadId);
+        }
+        Ok(EventHead {
+            id,
+            event_type: text(self.event_type).ok_or(EnvelopeError::MissingField("type"))?,
+            created: self.created.as_ref().and_then(Value::as_i64).ok_or(EnvelopeError::MissingField("created"))?,
+            livemode: self.livemode.as_ref().and_then(Value::as_bool).unwrap_or(false),
+            account: text(self.account),
+            api_version: text(self.api_version),
+        })
+    }
+}
+
+/// Parses only the routing fields of a webhook body; `data` is skipped, never built.
+pub fn parse_head(bytes: &[u8]) -> Result<EventHead, EnvelopeError> {
+    let raw: RawHead = serde_json::from_slice(bytes).map_err(|_| EnvelopeError::NotJson)?;
+    raw.validate()
+}
+
 /// Parses raw bytes (a webhook body) into an envelope.
 pub fn parse_envelope(bytes: &[u8]) -> Result<EventEnvelope, EnvelopeError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|_| EnvelopeError::NotJson)?;
@@ -63,47 +119,30 @@ pub fn envelope_from_value(value: Value) -> Result<EventEnvelope, EnvelopeError>
     let Value::Object(mut map) = value else {
         return Err(EnvelopeError::NotJson);
     };
-    // A missing `object` is tolerated; a different one (e.g. a thin `v2.core.event`) is not.
-    if let Some(object) = map.get("object") {
-        if object.as_str() != Some("event") {
-            let shown: String = object.to_string().chars().take(40).collect();
-            return Err(EnvelopeError::NotAnEvent(shown));
-        }
-    }
-    let id = string_field(&map, "id").ok_or(EnvelopeError::MissingField("id"))?;
-    if !id.starts_with("evt_") || id.len() <= 4 {
-        return Err(EnvelopeError::BadId);
-    }
-    let event_type = string_field(&map, "type")
-        .filter(|t| !t.is_empty())
-        .ok_or(EnvelopeError::MissingField("type"))?;
-    let created = map
-        .get("created")
-        .and_then(Value::as_i64)
-        .ok_or(EnvelopeError::MissingField("created"))?;
-    let livemode = map
-        .get("livemode")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let account = string_field(&map, "account").filter(|a| !a.is_empty());
-    let api_version = string_field(&map, "api_version").filter(|v| !v.is_empty());
     let data_object = match map.remove("data") {
         Some(Value::Object(mut data)) => data.remove("object").unwrap_or(Value::Null),
         _ => Value::Null,
     };
+    let mut take = |key: &str| map.remove(key);
+    let head = RawHead {
+        object: take("object"),
+        id: take("id"),
+        event_type: take("type"),
+        created: take("created"),
+        livemode: take("livemode"),
+        account: take("account"),
+        api_version: take("api_version"),
+    }
+    .validate()?;
     Ok(EventEnvelope {
-        id,
-        event_type,
-        created,
-        livemode,
-        account,
-        api_version,
+        id: head.id,
+        event_type: head.event_type,
+        created: head.created,
+        livemode: head.livemode,
+        account: head.account,
+        api_version: head.api_version,
         data_object,
     })
-}
-
-fn string_field(map: &serde_json::Map<String, Value>, key: &str) -> Option<String> {
-    map.get(key).and_then(Value::as_str).map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -230,5 +269,18 @@ mod tests {
     fn deeply_nested_input_is_rejected_without_crashing() {
         let deep = "[".repeat(100_000);
         assert_eq!(parse_envelope(deep.as_bytes()), Err(EnvelopeError::NotJson));
+    }
+
+    #[test]
+    fn the_head_agrees_with_the_full_envelope() {
+        for body in [INVOICE_PAID.as_bytes(), br#"{"id":"evt_1","type":"x.y","created":5,"account":7,"data":{"object":[1,2]}}"#] {
+            let full = parse_envelope(body).unwrap();
+            let head = parse_head(body).unwrap();
+            assert_eq!((head.id, head.event_type, head.created, head.livemode, head.account, head.api_version),
+                (full.id, full.event_type, full.created, full.livemode, full.account, full.api_version));
+        }
+        for bad in [&b"[]"[..], b"{\"object\":\"list\",\"id\":\"evt_1\"}", b"{\"id\":\"ch_1\",\"type\":\"a\",\"created\":1}", b"nope"] {
+            assert_eq!(parse_head(bad).is_err(), parse_envelope(bad).is_err());
+        }
     }
 }
