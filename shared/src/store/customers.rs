@@ -3,10 +3,11 @@
 //! together with the metric deltas it causes, guarded by the item's version (optimistic
 //! concurrency), so every delta is counted exactly once.
 
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 
+use super::connections::ConnectionStatus;
 use super::{get_bool, get_n, get_s, is_condition_failure, keys, n, s, Item, Store, StoreError};
 use crate::projection::{diff, CatalogItem, Change, CustomerAggregate, MetricDelta, MetricKey, PanelCustomer, StoredPanel};
 
@@ -301,6 +302,48 @@ impl Store {
             .await
             .map_err(StoreError::sdk)?;
         out.item.as_ref().map(stored_panel).transpose()
+    }
+
+    /// One BatchGetItem: a customer's panel, and its workspace's connection status (for `stale`).
+    pub async fn panel_with_connection_status(
+        &self,
+        ws: &str,
+        customer_id: &str,
+    ) -> Result<(Option<StoredPanel>, Option<ConnectionStatus>), StoreError> {
+        let key = |sk: String| -> Item { [("pk".to_string(), s(keys::ws(ws))), ("sk".to_string(), s(sk))].into_iter().collect() };
+        let mut request = KeysAndAttributes::builder()
+            .keys(key(keys::customer(customer_id)))
+            .keys(key(keys::CONNECTION.to_string()))
+            .projection_expression(format!("sk, {PANEL_ATTRS}, #st"))
+            .expression_attribute_names("#st", "status")
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (mut panel, mut status) = (None, None);
+        for attempt in 0..5 {
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request.clone())
+                .send()
+                .await
+                .map_err(StoreError::sdk)?;
+            for item in out.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
+                if get_s(item, "sk") == Some(keys::CONNECTION) {
+                    status = get_s(item, "status").and_then(|st| serde_json::from_value(serde_json::Value::String(st.into())).ok());
+                } else {
+                    panel = Some(stored_panel(item)?);
+                }
+            }
+            match out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
+                Some(rest) if !rest.keys().is_empty() => {
+                    // Throttled: fetch what is left after a short pause.
+                    request = rest.clone();
+                    tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
+                }
+                _ => return Ok((panel, status)),
+            }
+        }
+        Err(StoreError::Unavailable("batch read kept coming back unprocessed".into()))
     }
 
     /// One Query on the email index: every customer with this email, and a manual link if set.
