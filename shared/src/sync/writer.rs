@@ -16,7 +16,7 @@ use crate::store::syncs::Counts;
 use crate::store::{Store, StoreError};
 
 /// Store writes in flight at once for one run.
-pub const WRITE_CONCURRENCY: usize = 16;
+pub const WRITE_CONCURRENCY: usize = 32;
 /// Lock stripes: writes to one aggregate never race each other within a run (they would only
 /// burn the store's optimistic-concurrency retries).
 const STRIPES: usize = 64;
