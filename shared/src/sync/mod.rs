@@ -25,7 +25,8 @@ use tracing::{info, warn};
 
 pub use fanout::{fan_out, job_for, plan_changed, FanOutError};
 use plan::{choose_mode, created_ranges, listing_window, Mode, LISTING_PARTS};
-use read::{ReadError, Reader, LISTED};
+pub use read::LISTED;
+use read::{ReadError, Reader};
 use writer::{Tally, Writer};
 
 use crate::domain_events::{DomainEvent, Publisher};
