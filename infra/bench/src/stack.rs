@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use devstack::local_aws::{export_env, Moto};
+use devstack::local_aws::{export_env, function_env, wire_stub, Moto};
 use devstack::{DevOptions, DevStack};
-use integration::{JWT_SECRET, PLATFORM_KEY, WEBHOOK_SECRET};
+use integration::{DASHBOARD_URL, JWT_SECRET, PLATFORM_KEY, WEBHOOK_SECRET};
 use serde_json::Value;
 use shared::auth::{mint_dev_token, Claims, Role};
 use shared::aws::AwsClients;
@@ -41,31 +41,13 @@ impl Stack {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base_url = format!("http://{}", listener.local_addr()?);
         stub_config.port = 0;
-        stub_config.webhook_url = Some(format!("{base_url}/webhooks/stripe"));
-        stub_config.webhook_secret = WEBHOOK_SECRET.into();
-        stub_config.platform_secret_key = PLATFORM_KEY.into();
+        wire_stub(&mut stub_config, &base_url, WEBHOOK_SECRET, PLATFORM_KEY);
         let client_id = stub_config.client_id.clone();
         let stub = stripe_stub::start(stub_config).await?;
-        for (k, v) in [
-            ("AWS_ENDPOINT_URL", moto.endpoint.clone()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ACCESS_KEY_ID", "test".into()),
-            ("AWS_SECRET_ACCESS_KEY", "test".into()),
-            ("STRIPE_API_BASE", stub.base_url.clone()),
-            ("STRIPE_CONNECT_BASE", stub.base_url.clone()),
-            ("STRIPE_CLIENT_ID", client_id),
-            (
-                "DASHBOARD_URL",
-                "https://dashboard.example.test/settings/stripe".into(),
-            ),
-            (
-                "OAUTH_REDIRECT_URI",
-                format!("{base_url}/oauth/stripe/callback"),
-            ),
-            ("LOG_FORMAT", "json".into()),
-        ] {
+        for (k, v) in function_env(&moto.endpoint, &stub.base_url, &client_id, &base_url, DASHBOARD_URL) {
             env.insert(k.into(), v);
         }
+        env.insert("LOG_FORMAT".into(), "json".into());
         export_env(&env);
         let sdk_config = aws_config::load_from_env().await;
         let plain = AwsClients::from_conf(&sdk_config);
