@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use aws_sdk_sqs::types::QueueAttributeName;
-use devstack::local_aws::{export_env, Moto};
+use devstack::local_aws::{export_env, LocalParts, Moto};
 use devstack::{DevOptions, DevStack};
 use serde_json::Value;
 use shared::auth::{mint_dev_token, Claims, Role};
@@ -20,7 +20,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::{eventually, JWT_SECRET, PLATFORM_KEY, WEBHOOK_SECRET};
+use crate::{eventually, JWT_SECRET};
 
 /// What the proxy does with the next connection or request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -372,22 +372,13 @@ impl ProxiedStack {
             std::env::set_var("LOG_FORMAT", "pretty");
             shared::telemetry::init();
         }
-        let moto = Moto::start()?;
-        let mut env = moto.provision(WEBHOOK_SECRET, PLATFORM_KEY)?;
-        let proxy = FaultProxy::start(&moto.endpoint).await?;
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let base_url = format!("http://{}", listener.local_addr()?);
         let mut stub_config: StubConfig = crate::small_stub();
         stub_config.port = 0;
-        devstack::local_aws::wire_stub(&mut stub_config, &base_url, WEBHOOK_SECRET, PLATFORM_KEY);
-        let client_id = stub_config.client_id.clone();
-        let stub = stripe_stub::start(stub_config).await?;
+        let mut parts = LocalParts::start(crate::local_settings(), stub_config).await?;
         // The functions reach AWS through the proxy; this test's own clients go to moto directly.
-        let functions_env =
-            devstack::local_aws::function_env(&proxy.endpoint, &stub.base_url, &client_id, &base_url, crate::DASHBOARD_URL);
-        for (k, v) in functions_env {
-            env.insert(k.into(), v);
-        }
+        let proxy = FaultProxy::start(&parts.moto.endpoint).await?;
+        parts.route_aws_through(&proxy.endpoint);
+        let LocalParts { moto, stub, listener, base_url, mut env } = parts;
         env.insert("LOG_FORMAT".into(), "pretty".into());
         export_env(&env);
         let direct = aws_config::defaults(aws_config::BehaviorVersion::latest())

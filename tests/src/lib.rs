@@ -8,7 +8,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use devstack::local_aws::{export_env, function_env, wire_stub, Moto};
+use devstack::local_aws::{export_env, LocalParts, LocalSettings, Moto};
 use devstack::{DevOptions, DevStack};
 use serde_json::Value;
 use shared::auth::{mint_dev_token, Claims, Role};
@@ -32,6 +32,11 @@ pub struct TestStack {
     _moto: Moto,
 }
 
+/// The secrets and dashboard URL every test (and the bench) starts its stack with, on a free port.
+pub fn local_settings() -> LocalSettings<'static> {
+    LocalSettings { port: 0, webhook_secret: WEBHOOK_SECRET, platform_key: PLATFORM_KEY, dashboard_url: Some(DASHBOARD_URL) }
+}
+
 /// A small seeded account keeps each test fast.
 pub fn small_stub() -> StubConfig {
     let mut config = StubConfig::dev();
@@ -53,17 +58,8 @@ impl TestStack {
             std::env::set_var("LOG_FORMAT", "pretty");
             shared::telemetry::init();
         }
-        let moto = Moto::start()?;
-        let mut env = moto.provision(WEBHOOK_SECRET, PLATFORM_KEY)?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let base_url = format!("http://{}", listener.local_addr()?);
         stub_config.port = 0;
-        wire_stub(&mut stub_config, &base_url, WEBHOOK_SECRET, PLATFORM_KEY);
-        let client_id = stub_config.client_id.clone();
-        let stub = stripe_stub::start(stub_config).await?;
-        for (k, v) in function_env(&moto.endpoint, &stub.base_url, &client_id, &base_url, DASHBOARD_URL) {
-            env.insert(k.into(), v);
-        }
+        let LocalParts { moto, stub, listener, base_url, mut env } = LocalParts::start(local_settings(), stub_config).await?;
         env.insert("LOG_FORMAT".into(), "pretty".into());
         export_env(&env);
         let aws = shared::aws::AwsClients::from_env().await;

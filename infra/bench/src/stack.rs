@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use devstack::local_aws::{export_env, function_env, wire_stub, Moto};
+use devstack::local_aws::{export_env, LocalParts, Moto};
 use devstack::{DevOptions, DevStack};
-use integration::{DASHBOARD_URL, JWT_SECRET, PLATFORM_KEY, WEBHOOK_SECRET};
+use integration::{local_settings, JWT_SECRET, WEBHOOK_SECRET};
 use serde_json::Value;
 use shared::auth::{mint_dev_token, Claims, Role};
 use shared::aws::AwsClients;
@@ -36,17 +36,8 @@ impl Drop for Stack {
 
 impl Stack {
     pub async fn start(mut stub_config: StubConfig) -> anyhow::Result<Stack> {
-        let moto = Moto::start()?;
-        let mut env = moto.provision(WEBHOOK_SECRET, PLATFORM_KEY)?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let base_url = format!("http://{}", listener.local_addr()?);
         stub_config.port = 0;
-        wire_stub(&mut stub_config, &base_url, WEBHOOK_SECRET, PLATFORM_KEY);
-        let client_id = stub_config.client_id.clone();
-        let stub = stripe_stub::start(stub_config).await?;
-        for (k, v) in function_env(&moto.endpoint, &stub.base_url, &client_id, &base_url, DASHBOARD_URL) {
-            env.insert(k.into(), v);
-        }
+        let LocalParts { moto, stub, listener, base_url, mut env } = LocalParts::start(local_settings(), stub_config).await?;
         env.insert("LOG_FORMAT".into(), "json".into());
         export_env(&env);
         let sdk_config = aws_config::load_from_env().await;

@@ -92,9 +92,55 @@ pub fn export_env(vars: &HashMap<String, String>) {
     }
 }
 
+/// What every local stack (dev command, integration tests, bench) is made of before the functions
+/// start: moto provisioned from template.yaml, a listener for the functions' HTTP routes, the
+/// Stripe stand-in wired to that listener, and the environment the functions read.
+pub struct LocalParts {
+    pub moto: Moto,
+    pub stub: stripe_stub::StubHandle,
+    pub listener: tokio::net::TcpListener,
+    /// `http://127.0.0.1:<port>` of `listener`.
+    pub base_url: String,
+    /// Provisioned resource names plus [`function_env`]; not yet exported.
+    pub env: HashMap<String, String>,
+}
+
+/// The secrets and URLs a local stack is started with.
+pub struct LocalSettings<'a> {
+    /// 0 picks a free port.
+    pub port: u16,
+    pub webhook_secret: &'a str,
+    pub platform_key: &'a str,
+    /// Where OAuth outcomes redirect; `None` is the dev stack's own `/dev/dashboard` page.
+    pub dashboard_url: Option<&'a str>,
+}
+
+impl LocalParts {
+    pub async fn start(settings: LocalSettings<'_>, mut stub_config: stripe_stub::StubConfig) -> anyhow::Result<LocalParts> {
+        let moto = Moto::start()?;
+        let mut env = moto.provision(settings.webhook_secret, settings.platform_key)?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.port))
+            .await
+            .with_context(|| format!("port {} is taken", settings.port))?;
+        let base_url = format!("http://{}", listener.local_addr()?);
+        wire_stub(&mut stub_config, &base_url, settings.webhook_secret, settings.platform_key);
+        let stub = stripe_stub::start(stub_config.clone()).await?;
+        let dashboard_url = settings.dashboard_url.map_or_else(|| format!("{base_url}/dev/dashboard"), str::to_string);
+        for (k, v) in function_env(&moto.endpoint, &stub.base_url, &stub_config.client_id, &base_url, &dashboard_url) {
+            env.insert(k.into(), v);
+        }
+        Ok(LocalParts { moto, stub, listener, base_url, env })
+    }
+
+    /// Sends the functions' AWS calls to another endpoint (a fault proxy in front of moto).
+    pub fn route_aws_through(&mut self, endpoint: &str) {
+        self.env.insert("AWS_ENDPOINT_URL".into(), endpoint.into());
+    }
+}
+
 /// What the functions read besides the provisioned resources, on a local stack: the local AWS
-/// endpoint (moto, or a proxy in front of it), the Stripe stand-in, and this stack's URLs.
-pub fn function_env(aws_endpoint: &str, stripe_base: &str, client_id: &str, base_url: &str, dashboard_url: &str) -> Vec<(&'static str, String)> {
+/// endpoint, the Stripe stand-in, and this stack's URLs.
+fn function_env(aws_endpoint: &str, stripe_base: &str, client_id: &str, base_url: &str, dashboard_url: &str) -> Vec<(&'static str, String)> {
     vec![
         ("AWS_ENDPOINT_URL", aws_endpoint.to_string()),
         ("AWS_REGION", "us-east-1".into()),
@@ -110,7 +156,7 @@ pub fn function_env(aws_endpoint: &str, stripe_base: &str, client_id: &str, base
 
 /// Points the Stripe stand-in at a stack: its webhooks go to `base_url`, signed with the
 /// provisioned secret, and it accepts the provisioned platform key.
-pub fn wire_stub(config: &mut stripe_stub::StubConfig, base_url: &str, webhook_secret: &str, platform_key: &str) {
+fn wire_stub(config: &mut stripe_stub::StubConfig, base_url: &str, webhook_secret: &str, platform_key: &str) {
     config.webhook_url = Some(format!("{base_url}/webhooks/stripe"));
     config.webhook_secret = webhook_secret.into();
     config.platform_secret_key = platform_key.into();

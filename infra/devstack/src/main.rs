@@ -1,10 +1,8 @@
 //! `cargo run -p devstack`: the whole system on this machine. moto stands in for AWS, the Stripe
 //! stand-in serves seeded data, and all five functions run in this process.
 
-use std::collections::HashMap;
-
 use anyhow::Context;
-use devstack::local_aws::{export_env, function_env, wire_stub, Moto};
+use devstack::local_aws::{export_env, LocalParts, LocalSettings};
 use devstack::{start, DevOptions};
 
 const WEBHOOK_SECRET: &str = "whsec_dev_local_only";
@@ -18,20 +16,11 @@ async fn main() -> anyhow::Result<()> {
     let port: u16 = std::env::var("DEV_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8080);
     let stub_port: u16 = std::env::var("STUB_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(12111);
 
-    let moto = Moto::start()?;
-    let mut env: HashMap<String, String> = moto.provision(WEBHOOK_SECRET, PLATFORM_KEY)?;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("port {port} is taken; set DEV_PORT"))?;
-    let base = format!("http://127.0.0.1:{port}");
-
     let mut stub_config = stripe_stub::StubConfig::dev();
     stub_config.port = stub_port;
-    wire_stub(&mut stub_config, &base, WEBHOOK_SECRET, PLATFORM_KEY);
-    let stub = stripe_stub::start(stub_config.clone()).await?;
-
-    let dashboard = format!("{base}/dev/dashboard");
-    for (k, v) in function_env(&moto.endpoint, &stub.base_url, &stub_config.client_id, &base, &dashboard) {
-        env.insert(k.into(), v);
-    }
+    let settings = LocalSettings { port, webhook_secret: WEBHOOK_SECRET, platform_key: PLATFORM_KEY, dashboard_url: None };
+    let LocalParts { moto, stub, listener, base_url: base, mut env } =
+        LocalParts::start(settings, stub_config).await.context("set DEV_PORT or STUB_PORT to free ports")?;
     env.insert("LOCAL_JWT_SECRET".into(), JWT_SECRET.into());
     export_env(&env);
     let aws = shared::aws::AwsClients::from_env().await;
@@ -53,6 +42,11 @@ async fn main() -> anyhow::Result<()> {
     println!("  curl -s -X POST -H \"Authorization: Bearer $TOKEN\" {base}/v1/stripe/syncs");
     println!("  curl -s {base}/openapi.json\n");
     println!("  Ctrl-C stops everything.");
-    tokio::signal::ctrl_c().await?;
+    // Returning drops moto and the stand-in; on SIGTERM too, so `kill` leaves no moto behind.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        stopped = tokio::signal::ctrl_c() => stopped?,
+        _ = terminate.recv() => {}
+    }
     Ok(())
 }
