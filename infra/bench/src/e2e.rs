@@ -372,20 +372,12 @@ pub struct RouteStats {
     pub requests: usize,
 }
 
-fn encode(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+/// The i-th request's path of one read route.
+type PathFor<'a> = Box<dyn Fn(usize) -> String + 'a>;
 
 /// Section 5's measurements (and section 4's per-read counts): `n` sequential GETs per route.
 pub async fn reads(stack: &Stack, w: &Workspace, n: usize) -> anyhow::Result<Vec<RouteStats>> {
-    let paths: Vec<(&'static str, Box<dyn Fn(usize) -> String>)> = vec![
+    let paths: Vec<(&'static str, PathFor)> = vec![
         (
             "panel by id",
             Box::new(|i| {
@@ -399,12 +391,14 @@ pub async fn reads(stack: &Stack, w: &Workspace, n: usize) -> anyhow::Result<Vec
             "panel by email",
             Box::new(|i| {
                 format!(
-                    "/v1/stripe/customers?email={}",
-                    encode(
+                    "/v1/stripe/customers?{}",
+                    serde_urlencoded::to_string([(
+                        "email",
                         w.customers[i % w.customers.len()]["email"]
                             .as_str()
                             .unwrap_or_default()
-                    )
+                    )])
+                    .unwrap_or_default()
                 )
             }),
         ),
