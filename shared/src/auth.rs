@@ -47,15 +47,30 @@ pub enum AuthError {
 }
 
 fn valid_id(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:@".contains(&b))
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:@".contains(&b))
 }
 
 /// Builds claims from string claim values (API Gateway passes them all as strings).
-pub fn claims_from_parts(sub: Option<&str>, workspace_id: Option<&str>, role: Option<&str>) -> Result<Claims, AuthError> {
-    let sub = sub.filter(|s| !s.is_empty() && s.len() <= 256).ok_or(AuthError::Unauthorized)?;
-    let workspace_id = workspace_id.filter(|w| valid_id(w)).ok_or(AuthError::Unauthorized)?;
+pub fn claims_from_parts(
+    sub: Option<&str>,
+    workspace_id: Option<&str>,
+    role: Option<&str>,
+) -> Result<Claims, AuthError> {
+    let sub = sub
+        .filter(|s| !s.is_empty() && s.len() <= 256)
+        .ok_or(AuthError::Unauthorized)?;
+    let workspace_id = workspace_id
+        .filter(|w| valid_id(w))
+        .ok_or(AuthError::Unauthorized)?;
     let role = role.and_then(Role::parse).ok_or(AuthError::Unauthorized)?;
-    Ok(Claims { sub: sub.to_string(), workspace_id: workspace_id.to_string(), role })
+    Ok(Claims {
+        sub: sub.to_string(),
+        workspace_id: workspace_id.to_string(),
+        role,
+    })
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -73,12 +88,20 @@ pub fn mint_dev_token(secret: &[u8], claims: &Claims, ttl_secs: i64) -> String {
     let body = DevTokenClaims {
         sub: claims.sub.clone(),
         workspace_id: claims.workspace_id.clone(),
-        role: serde_json::to_value(claims.role).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+        role: serde_json::to_value(claims.role)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
         exp: now + ttl_secs,
         iat: now,
     };
     // Encoding an in-memory struct with HS256 cannot fail.
-    encode(&Header::new(Algorithm::HS256), &body, &EncodingKey::from_secret(secret)).unwrap_or_default()
+    encode(
+        &Header::new(Algorithm::HS256),
+        &body,
+        &EncodingKey::from_secret(secret),
+    )
+    .unwrap_or_default()
 }
 
 /// Verifies an HS256 bearer token (signature, expiry) and returns its claims.
@@ -86,7 +109,8 @@ pub fn verify_dev_token(secret: &[u8], token: &str) -> Result<Claims, AuthError>
     let mut validation = Validation::new(Algorithm::HS256);
     validation.leeway = 0;
     validation.set_required_spec_claims(&["exp", "sub"]);
-    let data = decode::<DevTokenClaims>(token, &DecodingKey::from_secret(secret), &validation).map_err(|_| AuthError::Unauthorized)?;
+    let data = decode::<DevTokenClaims>(token, &DecodingKey::from_secret(secret), &validation)
+        .map_err(|_| AuthError::Unauthorized)?;
     let c = data.claims;
     claims_from_parts(Some(&c.sub), Some(&c.workspace_id), Some(&c.role))
 }
@@ -97,13 +121,26 @@ mod tests {
 
     #[test]
     fn dev_tokens_round_trip_and_reject_forgeries() {
-        let claims = Claims { sub: "u1".into(), workspace_id: "ws_1".into(), role: Role::Admin };
+        let claims = Claims {
+            sub: "u1".into(),
+            workspace_id: "ws_1".into(),
+            role: Role::Admin,
+        };
         let token = mint_dev_token(b"secret", &claims, 60);
         assert_eq!(verify_dev_token(b"secret", &token), Ok(claims.clone()));
-        assert_eq!(verify_dev_token(b"other", &token), Err(AuthError::Unauthorized));
+        assert_eq!(
+            verify_dev_token(b"other", &token),
+            Err(AuthError::Unauthorized)
+        );
         let expired = mint_dev_token(b"secret", &claims, -10);
-        assert_eq!(verify_dev_token(b"secret", &expired), Err(AuthError::Unauthorized));
-        assert_eq!(verify_dev_token(b"secret", "garbage"), Err(AuthError::Unauthorized));
+        assert_eq!(
+            verify_dev_token(b"secret", &expired),
+            Err(AuthError::Unauthorized)
+        );
+        assert_eq!(
+            verify_dev_token(b"secret", "garbage"),
+            Err(AuthError::Unauthorized)
+        );
     }
 
     #[test]

@@ -249,7 +249,12 @@ mod tests {
 
     #[test]
     fn retryable_failures_are_yellow() {
-        for code in ["rate_limited", "stripe_unavailable", "permission_denied", "bad_response"] {
+        for code in [
+            "rate_limited",
+            "stripe_unavailable",
+            "permission_denied",
+            "bad_response",
+        ] {
             let mut c = conn(Tier::Scale);
             c.last_error = err(code, T0 + 10);
             assert_eq!(banner(&c, T0 + 20), Some(Banner::Yellow), "{code}");

@@ -36,9 +36,15 @@ pub fn url(name: &'static str, default: Option<&str>) -> Result<Url, ConfigError
         Some(d) => optional(name, d),
         None => required(name)?,
     };
-    let parsed = Url::parse(&raw).map_err(|e| ConfigError::Invalid { name, reason: e.to_string() })?;
+    let parsed = Url::parse(&raw).map_err(|e| ConfigError::Invalid {
+        name,
+        reason: e.to_string(),
+    })?;
     if parsed.scheme() != "https" && parsed.scheme() != "http" {
-        return Err(ConfigError::Invalid { name, reason: "must be an http(s) URL".into() });
+        return Err(ConfigError::Invalid {
+            name,
+            reason: "must be an http(s) URL".into(),
+        });
     }
     Ok(parsed)
 }
@@ -46,9 +52,15 @@ pub fn url(name: &'static str, default: Option<&str>) -> Result<Url, ConfigError
 /// Reads an integer within `[min, max]`.
 pub fn int(name: &'static str, default: i64, min: i64, max: i64) -> Result<i64, ConfigError> {
     let raw = optional(name, &default.to_string());
-    let v: i64 = raw.parse().map_err(|_| ConfigError::Invalid { name, reason: format!("not an integer: {raw}") })?;
+    let v: i64 = raw.parse().map_err(|_| ConfigError::Invalid {
+        name,
+        reason: format!("not an integer: {raw}"),
+    })?;
     if v < min || v > max {
-        return Err(ConfigError::Invalid { name, reason: format!("must be within {min}..={max}") });
+        return Err(ConfigError::Invalid {
+            name,
+            reason: format!("must be within {min}..={max}"),
+        });
     }
     Ok(v)
 }
@@ -77,9 +89,15 @@ mod tests {
 
     #[test]
     fn missing_and_invalid_values_are_named() {
-        assert_eq!(required("SHARED_TEST_SURELY_UNSET"), Err(ConfigError::Missing("SHARED_TEST_SURELY_UNSET")));
+        assert_eq!(
+            required("SHARED_TEST_SURELY_UNSET"),
+            Err(ConfigError::Missing("SHARED_TEST_SURELY_UNSET"))
+        );
         std::env::set_var("SHARED_TEST_BAD_URL", "ftp://x");
-        assert!(matches!(url("SHARED_TEST_BAD_URL", None), Err(ConfigError::Invalid { .. })));
+        assert!(matches!(
+            url("SHARED_TEST_BAD_URL", None),
+            Err(ConfigError::Invalid { .. })
+        ));
         std::env::set_var("SHARED_TEST_INT", "9999");
         assert!(int("SHARED_TEST_INT", 1, 0, 10).is_err());
         assert_eq!(int("SHARED_TEST_INT_UNSET", 5, 0, 10), Ok(5));

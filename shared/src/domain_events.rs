@@ -34,12 +34,21 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(client: aws_sdk_eventbridge::Client, bus: impl Into<String>) -> Self {
-        Self { client, bus: bus.into() }
+        Self {
+            client,
+            bus: bus.into(),
+        }
     }
 
     /// Publishes one event. Failures are logged and returned; callers decide whether they matter
     /// (a missed alert never undoes a stored state change).
-    pub async fn publish(&self, event: DomainEvent, workspace_id: &str, account_id: &str, extra: Value) -> Result<(), String> {
+    pub async fn publish(
+        &self,
+        event: DomainEvent,
+        workspace_id: &str,
+        account_id: &str,
+        extra: Value,
+    ) -> Result<(), String> {
         let mut detail = json!({"workspace_id": workspace_id, "account_id": account_id});
         if let (Some(d), Value::Object(extra)) = (detail.as_object_mut(), extra) {
             d.extend(extra);
@@ -56,7 +65,10 @@ impl Publisher {
             msg
         })?;
         if out.failed_entry_count() > 0 {
-            tracing::warn!(detail_type = event.detail_type(), "domain event rejected by the bus");
+            tracing::warn!(
+                detail_type = event.detail_type(),
+                "domain event rejected by the bus"
+            );
             return Err("rejected by the bus".into());
         }
         Ok(())

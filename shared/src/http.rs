@@ -25,30 +25,53 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), extra: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            extra: None,
+        }
     }
     pub fn with_extra(mut self, extra: serde_json::Value) -> Self {
         self.extra = Some(extra);
         self
     }
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "A valid bearer token with workspace_id and role claims is required.")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "A valid bearer token with workspace_id and role claims is required.",
+        )
     }
     pub fn forbidden() -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", "Only workspace owners and admins can do this.")
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Only workspace owners and admins can do this.",
+        )
     }
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Something went wrong on our side; please retry.")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Something went wrong on our side; please retry.",
+        )
     }
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", message)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            message,
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = json!({"error": {"code": self.code, "message": self.message}});
-        if let (Some(obj), Some(serde_json::Value::Object(extra))) = (body.as_object_mut(), self.extra) {
+        if let (Some(obj), Some(serde_json::Value::Object(extra))) =
+            (body.as_object_mut(), self.extra)
+        {
             obj.extend(extra);
         }
         (self.status, Json(body)).into_response()
@@ -72,7 +95,9 @@ impl Caller {
 
 fn claims_from_lambda(parts: &Parts) -> Option<Claims> {
     use lambda_http::request::RequestContext;
-    let RequestContext::ApiGatewayV2(ctx) = parts.extensions.get::<RequestContext>()? else { return None };
+    let RequestContext::ApiGatewayV2(ctx) = parts.extensions.get::<RequestContext>()? else {
+        return None;
+    };
     let jwt = ctx.authorizer.as_ref()?.jwt.as_ref()?;
     let get = |k: &str| jwt.claims.get(k).map(String::as_str);
     claims_from_parts(get("sub"), get("workspace_id"), get("role")).ok()
@@ -85,7 +110,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         if let Some(claims) = parts.extensions.get::<Claims>() {
             return Ok(Caller(claims.clone()));
         }
-        claims_from_lambda(parts).map(Caller).ok_or_else(ApiError::unauthorized)
+        claims_from_lambda(parts)
+            .map(Caller)
+            .ok_or_else(ApiError::unauthorized)
     }
 }
 
@@ -100,7 +127,9 @@ mod tests {
     use crate::auth::Role;
 
     fn repo_file(name: &str) -> String {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(name);
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
@@ -113,7 +142,8 @@ mod tests {
     /// through lambda_http's own request parsing, exactly as in AWS.
     #[tokio::test]
     async fn claims_come_from_the_api_gateway_authorizer() {
-        let request = lambda_http::request::from_str(&repo_file("events/api-connection.json")).unwrap();
+        let request =
+            lambda_http::request::from_str(&repo_file("events/api-connection.json")).unwrap();
         let caller = caller_of(request).await.unwrap();
         assert_eq!(caller.0.workspace_id, "ws_01JD4N8Z6Q3V5X7Y9A2B4C6D8E");
         assert_eq!(caller.0.role, Role::Agent);
@@ -122,11 +152,18 @@ mod tests {
 
     #[tokio::test]
     async fn requests_without_authorizer_claims_are_unauthorized() {
-        let mut event: serde_json::Value = serde_json::from_str(&repo_file("events/api-connection.json")).unwrap();
-        event["requestContext"]["authorizer"]["jwt"]["claims"].as_object_mut().unwrap().remove("workspace_id");
+        let mut event: serde_json::Value =
+            serde_json::from_str(&repo_file("events/api-connection.json")).unwrap();
+        event["requestContext"]["authorizer"]["jwt"]["claims"]
+            .as_object_mut()
+            .unwrap()
+            .remove("workspace_id");
         let request = lambda_http::request::from_str(&event.to_string()).unwrap();
         let err = caller_of(request).await.unwrap_err();
-        assert_eq!((err.status, err.code), (StatusCode::UNAUTHORIZED, "unauthorized"));
+        assert_eq!(
+            (err.status, err.code),
+            (StatusCode::UNAUTHORIZED, "unauthorized")
+        );
         let public = lambda_http::request::from_str(&repo_file("events/webhook.json")).unwrap();
         assert_eq!(caller_of(public).await.unwrap_err().code, "unauthorized");
     }

@@ -3,8 +3,8 @@
 //! Handlers in `functions/` are thin; everything that can be tested without AWS lives here.
 
 pub mod auth;
-pub mod card;
 pub mod aws;
+pub mod card;
 pub mod config;
 pub mod domain_events;
 pub mod http;

@@ -57,7 +57,9 @@ impl OAuthState {
         }
         let (payload, sig) = raw.split_once('.').ok_or(StateError::Invalid)?;
         let sig = B64.decode(sig).map_err(|_| StateError::Invalid)?;
-        mac(key, payload.as_bytes()).verify_slice(&sig).map_err(|_| StateError::Invalid)?;
+        mac(key, payload.as_bytes())
+            .verify_slice(&sig)
+            .map_err(|_| StateError::Invalid)?;
         let bytes = B64.decode(payload).map_err(|_| StateError::Invalid)?;
         let state: OAuthState = serde_json::from_slice(&bytes).map_err(|_| StateError::Invalid)?;
         if now > state.expires_at {
@@ -75,13 +77,34 @@ mod tests {
     fn round_trip_forgery_and_expiry() {
         let s = OAuthState::new("ws_1", "u1", 1000);
         let raw = s.sign(b"k1k1k1k1k1k1k1k1");
-        assert_eq!(OAuthState::verify(&raw, b"k1k1k1k1k1k1k1k1", 1000), Ok(s.clone()));
-        assert_eq!(OAuthState::verify(&raw, b"other-key-123456", 1000), Err(StateError::Invalid));
-        assert_eq!(OAuthState::verify(&raw, b"k1k1k1k1k1k1k1k1", 1000 + STATE_TTL_SECS + 1), Err(StateError::Expired));
+        assert_eq!(
+            OAuthState::verify(&raw, b"k1k1k1k1k1k1k1k1", 1000),
+            Ok(s.clone())
+        );
+        assert_eq!(
+            OAuthState::verify(&raw, b"other-key-123456", 1000),
+            Err(StateError::Invalid)
+        );
+        assert_eq!(
+            OAuthState::verify(&raw, b"k1k1k1k1k1k1k1k1", 1000 + STATE_TTL_SECS + 1),
+            Err(StateError::Expired)
+        );
         // Re-binding the payload to another workspace breaks the signature.
-        let forged_payload = B64.encode(serde_json::to_vec(&OAuthState { workspace_id: "ws_2".into(), ..s }).unwrap());
+        let forged_payload = B64.encode(
+            serde_json::to_vec(&OAuthState {
+                workspace_id: "ws_2".into(),
+                ..s
+            })
+            .unwrap(),
+        );
         let forged = format!("{forged_payload}.{}", raw.split_once('.').unwrap().1);
-        assert_eq!(OAuthState::verify(&forged, b"k1k1k1k1k1k1k1k1", 1000), Err(StateError::Invalid));
-        assert_eq!(OAuthState::verify("nodot", b"k", 0), Err(StateError::Invalid));
+        assert_eq!(
+            OAuthState::verify(&forged, b"k1k1k1k1k1k1k1k1", 1000),
+            Err(StateError::Invalid)
+        );
+        assert_eq!(
+            OAuthState::verify("nodot", b"k", 0),
+            Err(StateError::Invalid)
+        );
     }
 }

@@ -54,7 +54,10 @@ struct Raw {
 
 impl StripeSecrets {
     pub fn parse(arn: &str, json: &str) -> Result<Self, SecretsError> {
-        let invalid = |field| SecretsError::Invalid { arn: arn.to_string(), field };
+        let invalid = |field| SecretsError::Invalid {
+            arn: arn.to_string(),
+            field,
+        };
         let raw: Raw = serde_json::from_str(json).map_err(|_| invalid("json"))?;
         let webhook_secrets: Vec<Secret> = raw
             .webhook_secrets
@@ -68,20 +71,39 @@ impl StripeSecrets {
         if webhook_secrets.is_empty() {
             return Err(invalid("webhook_secrets"));
         }
-        let state_signing_key = raw.state_signing_key.filter(|k| k.expose().len() >= 16).ok_or(invalid("state_signing_key"))?;
-        let stripe_secret_key = raw.stripe_secret_key.filter(|k| !k.expose().is_empty()).ok_or(invalid("stripe_secret_key"))?;
-        Ok(Self { stripe_secret_key, webhook_secrets, state_signing_key })
+        let state_signing_key = raw
+            .state_signing_key
+            .filter(|k| k.expose().len() >= 16)
+            .ok_or(invalid("state_signing_key"))?;
+        let stripe_secret_key = raw
+            .stripe_secret_key
+            .filter(|k| !k.expose().is_empty())
+            .ok_or(invalid("stripe_secret_key"))?;
+        Ok(Self {
+            stripe_secret_key,
+            webhook_secrets,
+            state_signing_key,
+        })
     }
 
     /// Reads and validates the secret named by `SECRETS_ARN`.
-    pub async fn load(client: &aws_sdk_secretsmanager::Client, arn: &str) -> Result<Self, SecretsError> {
+    pub async fn load(
+        client: &aws_sdk_secretsmanager::Client,
+        arn: &str,
+    ) -> Result<Self, SecretsError> {
         let out = client
             .get_secret_value()
             .secret_id(arn)
             .send()
             .await
-            .map_err(|e| SecretsError::Unavailable { arn: arn.to_string(), reason: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string() })?;
-        let json = out.secret_string().ok_or(SecretsError::Invalid { arn: arn.to_string(), field: "SecretString" })?;
+            .map_err(|e| SecretsError::Unavailable {
+                arn: arn.to_string(),
+                reason: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+            })?;
+        let json = out.secret_string().ok_or(SecretsError::Invalid {
+            arn: arn.to_string(),
+            field: "SecretString",
+        })?;
         Self::parse(arn, json)
     }
 }
@@ -100,13 +122,26 @@ mod tests {
         assert_eq!(s.webhook_secrets.len(), 2);
         assert_eq!(s.webhook_secrets[1].expose(), "whsec_b");
         let debug = format!("{s:?}");
-        assert!(!debug.contains("sk_test_x") && !debug.contains("whsec_a"), "{debug}");
+        assert!(
+            !debug.contains("sk_test_x") && !debug.contains("whsec_a"),
+            "{debug}"
+        );
     }
 
     #[test]
     fn rejects_missing_fields_without_echoing_values() {
-        let err = StripeSecrets::parse("arn", r#"{"stripe_secret_key":"sk_live_y","webhook_secrets":""}"#).unwrap_err();
-        assert!(matches!(err, SecretsError::Invalid { field: "webhook_secrets", .. }));
+        let err = StripeSecrets::parse(
+            "arn",
+            r#"{"stripe_secret_key":"sk_live_y","webhook_secrets":""}"#,
+        )
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            SecretsError::Invalid {
+                field: "webhook_secrets",
+                ..
+            }
+        ));
         assert!(!err.to_string().contains("sk_live_y"));
     }
 }

@@ -10,7 +10,13 @@ pub fn init() {
     let builder = fmt().with_env_filter(filter).with_target(false);
     // try_init: a second call (tests, the dev stack hosting several functions) is harmless.
     let _ = if json {
-        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).without_time().try_init()
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .without_time()
+            .try_init()
     } else {
         builder.try_init()
     };

@@ -15,7 +15,9 @@ pub fn rfc3339(ts: i64) -> String {
 
 /// The UTC calendar day of a unix timestamp.
 pub fn day_of(ts: i64) -> NaiveDate {
-    DateTime::<Utc>::from_timestamp(ts, 0).unwrap_or(DateTime::<Utc>::UNIX_EPOCH).date_naive()
+    DateTime::<Utc>::from_timestamp(ts, 0)
+        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+        .date_naive()
 }
 
 /// Seconds until the next UTC midnight.

@@ -45,7 +45,11 @@ pub struct TokenOwner<'a> {
 
 impl TokenOwner<'_> {
     fn aad(&self) -> Vec<u8> {
-        format!("workspace_id={};account_id={}", self.workspace_id, self.account_id).into_bytes()
+        format!(
+            "workspace_id={};account_id={}",
+            self.workspace_id, self.account_id
+        )
+        .into_bytes()
     }
 }
 
@@ -57,10 +61,17 @@ pub struct Vault {
 
 impl Vault {
     pub fn new(kms: aws_sdk_kms::Client, key_id: impl Into<String>) -> Self {
-        Self { kms, key_id: key_id.into() }
+        Self {
+            kms,
+            key_id: key_id.into(),
+        }
     }
 
-    pub async fn seal(&self, owner: TokenOwner<'_>, token: &Secret) -> Result<SealedToken, VaultError> {
+    pub async fn seal(
+        &self,
+        owner: TokenOwner<'_>,
+        token: &Secret,
+    ) -> Result<SealedToken, VaultError> {
         let out = self
             .kms
             .generate_data_key()
@@ -77,23 +88,46 @@ impl Vault {
         let mut nonce = [0u8; 12];
         rand::thread_rng().fill_bytes(&mut nonce);
         let ciphertext = cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: token.expose().as_bytes(), aad: &owner.aad() })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: token.expose().as_bytes(),
+                    aad: &owner.aad(),
+                },
+            )
             .map_err(|_| VaultError::Corrupt)?;
-        Ok(SealedToken { key: B64.encode(encrypted_key), nonce: B64.encode(nonce), ciphertext: B64.encode(ciphertext) })
+        Ok(SealedToken {
+            key: B64.encode(encrypted_key),
+            nonce: B64.encode(nonce),
+            ciphertext: B64.encode(ciphertext),
+        })
     }
 
     /// The connection's Stripe credential, its token opened under the connection's own tenant.
     pub async fn credential(&self, conn: &Connection) -> Result<AccountCredential, VaultError> {
         let sealed = conn.sealed_token.as_ref().ok_or(VaultError::Missing)?;
-        let owner = TokenOwner { workspace_id: &conn.workspace_id, account_id: &conn.account_id };
+        let owner = TokenOwner {
+            workspace_id: &conn.workspace_id,
+            account_id: &conn.account_id,
+        };
         let access_token = self.open(owner, sealed).await?;
-        Ok(AccountCredential { account_id: conn.account_id.clone(), access_token, livemode: conn.livemode })
+        Ok(AccountCredential {
+            account_id: conn.account_id.clone(),
+            access_token,
+            livemode: conn.livemode,
+        })
     }
 
-    pub async fn open(&self, owner: TokenOwner<'_>, sealed: &SealedToken) -> Result<Secret, VaultError> {
+    pub async fn open(
+        &self,
+        owner: TokenOwner<'_>,
+        sealed: &SealedToken,
+    ) -> Result<Secret, VaultError> {
         let encrypted_key = B64.decode(&sealed.key).map_err(|_| VaultError::Corrupt)?;
         let nonce = B64.decode(&sealed.nonce).map_err(|_| VaultError::Corrupt)?;
-        let ciphertext = B64.decode(&sealed.ciphertext).map_err(|_| VaultError::Corrupt)?;
+        let ciphertext = B64
+            .decode(&sealed.ciphertext)
+            .map_err(|_| VaultError::Corrupt)?;
         if nonce.len() != 12 {
             return Err(VaultError::Corrupt);
         }
@@ -107,7 +141,10 @@ impl Vault {
             .send()
             .await
             .map_err(|e| {
-                let service = e.as_service_error().map(|s| s.is_invalid_ciphertext_exception()).unwrap_or(false);
+                let service = e
+                    .as_service_error()
+                    .map(|s| s.is_invalid_ciphertext_exception())
+                    .unwrap_or(false);
                 if service {
                     VaultError::WrongContext
                 } else {
@@ -117,8 +154,16 @@ impl Vault {
         let key = out.plaintext().ok_or(VaultError::Corrupt)?.as_ref();
         let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| VaultError::Corrupt)?;
         let plain = cipher
-            .decrypt(Nonce::from_slice(&nonce), Payload { msg: &ciphertext, aad: &owner.aad() })
+            .decrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &ciphertext,
+                    aad: &owner.aad(),
+                },
+            )
             .map_err(|_| VaultError::WrongContext)?;
-        String::from_utf8(plain).map(Secret::new).map_err(|_| VaultError::Corrupt)
+        String::from_utf8(plain)
+            .map(Secret::new)
+            .map_err(|_| VaultError::Corrupt)
     }
 }

@@ -378,7 +378,13 @@ impl ProxiedStack {
         // The functions reach AWS through the proxy; this test's own clients go to moto directly.
         let proxy = FaultProxy::start(&parts.moto.endpoint).await?;
         parts.route_aws_through(&proxy.endpoint);
-        let LocalParts { moto, stub, listener, base_url, mut env } = parts;
+        let LocalParts {
+            moto,
+            stub,
+            listener,
+            base_url,
+            mut env,
+        } = parts;
         env.insert("LOG_FORMAT".into(), "pretty".into());
         export_env(&env);
         let direct = aws_config::defaults(aws_config::BehaviorVersion::latest())

@@ -34,7 +34,12 @@ pub struct TestStack {
 
 /// The secrets and dashboard URL every test (and the bench) starts its stack with, on a free port.
 pub fn local_settings() -> LocalSettings<'static> {
-    LocalSettings { port: 0, webhook_secret: WEBHOOK_SECRET, platform_key: PLATFORM_KEY, dashboard_url: Some(DASHBOARD_URL) }
+    LocalSettings {
+        port: 0,
+        webhook_secret: WEBHOOK_SECRET,
+        platform_key: PLATFORM_KEY,
+        dashboard_url: Some(DASHBOARD_URL),
+    }
 }
 
 /// A small seeded account keeps each test fast.
@@ -59,31 +64,81 @@ impl TestStack {
             shared::telemetry::init();
         }
         stub_config.port = 0;
-        let LocalParts { moto, stub, listener, base_url, mut env } = LocalParts::start(local_settings(), stub_config).await?;
+        let LocalParts {
+            moto,
+            stub,
+            listener,
+            base_url,
+            mut env,
+        } = LocalParts::start(local_settings(), stub_config).await?;
         env.insert("LOG_FORMAT".into(), "pretty".into());
         export_env(&env);
         let aws = shared::aws::AwsClients::from_env().await;
-        let dev = devstack::start(listener, aws.clone(), DevOptions { jwt_secret: JWT_SECRET.into(), schedules: false }).await?;
+        let dev = devstack::start(
+            listener,
+            aws.clone(),
+            DevOptions {
+                jwt_secret: JWT_SECRET.into(),
+                schedules: false,
+            },
+        )
+        .await?;
         let store = Store::new(aws.dynamodb.clone(), env["TABLE_NAME"].clone());
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(Duration::from_secs(30)).build()?;
-        Ok(TestStack { base_url, http, aws, env, stub, store, _dev: dev, _moto: moto })
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(TestStack {
+            base_url,
+            http,
+            aws,
+            env,
+            stub,
+            store,
+            _dev: dev,
+            _moto: moto,
+        })
     }
 
     pub fn token(&self, workspace_id: &str, role: Role) -> String {
-        let claims = Claims { sub: format!("user-of-{workspace_id}"), workspace_id: workspace_id.into(), role };
+        let claims = Claims {
+            sub: format!("user-of-{workspace_id}"),
+            workspace_id: workspace_id.into(),
+            role,
+        };
         mint_dev_token(JWT_SECRET.as_bytes(), &claims, 3600)
     }
 
     /// GET a dashboard route as `workspace_id` with `role`; returns (status, JSON body).
-    pub async fn get(&self, workspace_id: &str, role: Role, path: &str) -> anyhow::Result<(u16, Value)> {
-        let resp = self.http.get(format!("{}{path}", self.base_url)).bearer_auth(self.token(workspace_id, role)).send().await?;
+    pub async fn get(
+        &self,
+        workspace_id: &str,
+        role: Role,
+        path: &str,
+    ) -> anyhow::Result<(u16, Value)> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base_url))
+            .bearer_auth(self.token(workspace_id, role))
+            .send()
+            .await?;
         let status = resp.status().as_u16();
         let body = resp.json().await.unwrap_or(Value::Null);
         Ok((status, body))
     }
 
-    pub async fn send(&self, method: reqwest::Method, workspace_id: &str, role: Role, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
-        let mut req = self.http.request(method, format!("{}{path}", self.base_url)).bearer_auth(self.token(workspace_id, role));
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        workspace_id: &str,
+        role: Role,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base_url))
+            .bearer_auth(self.token(workspace_id, role));
         if let Some(body) = body {
             req = req.json(&body);
         }
@@ -95,30 +150,65 @@ impl TestStack {
 
     /// Connects the workspace through the real OAuth flow; returns where the browser landed.
     pub async fn connect(&self, workspace_id: &str) -> anyhow::Result<String> {
-        let (status, start) = self.send(reqwest::Method::POST, workspace_id, Role::Owner, "/v1/stripe/connect", None).await?;
+        let (status, start) = self
+            .send(
+                reqwest::Method::POST,
+                workspace_id,
+                Role::Owner,
+                "/v1/stripe/connect",
+                None,
+            )
+            .await?;
         anyhow::ensure!(status == 200, "connect answered {status}: {start}");
-        let authorize = start["authorize_url"].as_str().context("authorize_url")?.to_string();
+        let authorize = start["authorize_url"]
+            .as_str()
+            .context("authorize_url")?
+            .to_string();
         let approve = self.http.get(&authorize).send().await?;
-        let callback = approve.headers().get("location").and_then(|l| l.to_str().ok()).context("stand-in redirect")?.to_string();
+        let callback = approve
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .context("stand-in redirect")?
+            .to_string();
         self.follow_callback(&callback).await
     }
 
     pub async fn follow_callback(&self, callback_url: &str) -> anyhow::Result<String> {
         let done = self.http.get(callback_url).send().await?;
-        anyhow::ensure!(done.status().as_u16() == 302, "callback answered {}", done.status());
-        Ok(done.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or_default().to_string())
+        anyhow::ensure!(
+            done.status().as_u16() == 302,
+            "callback answered {}",
+            done.status()
+        );
+        Ok(done
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or_default()
+            .to_string())
     }
 
     /// Connects and waits for the backfill to finish.
     pub async fn connect_and_backfill(&self, workspace_id: &str) -> anyhow::Result<Value> {
         let landed = self.connect(workspace_id).await?;
         anyhow::ensure!(landed.contains("stripe=connected"), "landed on {landed}");
-        self.wait_for_card(workspace_id, |c| c["backfill"]["status"] == "succeeded" || c["backfill"]["status"] == "failed").await
+        self.wait_for_card(workspace_id, |c| {
+            c["backfill"]["status"] == "succeeded" || c["backfill"]["status"] == "failed"
+        })
+        .await
     }
 
-    pub async fn wait_for_card(&self, workspace_id: &str, done: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    pub async fn wait_for_card(
+        &self,
+        workspace_id: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
         eventually(Duration::from_secs(60), || async {
-            let (status, card) = self.get(workspace_id, Role::Viewer, "/v1/stripe/connection").await.ok()?;
+            let (status, card) = self
+                .get(workspace_id, Role::Viewer, "/v1/stripe/connection")
+                .await
+                .ok()?;
             (status == 200 && done(&card)).then_some(card)
         })
         .await
@@ -137,7 +227,9 @@ impl TestStack {
             .await?;
         Ok(out
             .attributes()
-            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
+            .and_then(|a| {
+                a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            })
             .and_then(|v| v.parse().ok())
             .unwrap_or(0))
     }
@@ -182,8 +274,15 @@ pub mod stripe_python {
             ])
             .output()
             .expect("run the stripe SDK");
-        assert!(out.status.success(), "stripe SDK failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).expect("utf8").trim().to_string()
+        assert!(
+            out.status.success(),
+            "stripe SDK failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf8")
+            .trim()
+            .to_string()
     }
 
     /// `stripe.WebhookSignature.verify_header(...)`: true when Stripe's SDK accepts the header.
@@ -199,7 +298,11 @@ pub mod stripe_python {
             ])
             .output()
             .expect("run the stripe SDK");
-        assert!(out.status.success(), "stripe SDK failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "stripe SDK failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim() == "ok"
     }
 }
@@ -222,7 +325,11 @@ impl TestStack {
     /// Signs `event` as Stripe would (now) and POSTs it.
     pub async fn deliver(&self, event: &Value) -> anyhow::Result<(u16, Value)> {
         let body = event.to_string();
-        let header = shared::stripe::signature::sign_header(WEBHOOK_SECRET.as_bytes(), shared::time::now_unix(), body.as_bytes());
+        let header = shared::stripe::signature::sign_header(
+            WEBHOOK_SECRET.as_bytes(),
+            shared::time::now_unix(),
+            body.as_bytes(),
+        );
         self.post_webhook(&body, &header).await
     }
 }

@@ -14,30 +14,68 @@ const ACCOUNT: &str = "acct_1DevStripeAcct01";
 async fn a_sync_repairs_what_the_webhooks_missed_and_counts_the_drift() {
     let stack = TestStack::start().await.unwrap();
     stack.connect_and_backfill("ws_drift").await.unwrap();
-    let (_, list) = stack.get("ws_drift", Role::Agent, "/v1/stripe/customers?status=active&limit=1").await.unwrap();
-    let id = list["data"][0]["customer"]["id"].as_str().unwrap().to_string();
+    let (_, list) = stack
+        .get(
+            "ws_drift",
+            Role::Agent,
+            "/v1/stripe/customers?status=active&limit=1",
+        )
+        .await
+        .unwrap();
+    let id = list["data"][0]["customer"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // Stripe changes the customer, but the webhook never arrives.
     let mut customer = stack.stub.customer(ACCOUNT, &id).unwrap();
     customer["name"] = "Changed While Webhooks Were Down".into();
-    let options = EmitOptions { skip_delivery: true, ..Default::default() };
-    stack.stub.emit_with(ACCOUNT, "customer.updated", customer, options).await.unwrap();
+    let options = EmitOptions {
+        skip_delivery: true,
+        ..Default::default()
+    };
+    stack
+        .stub
+        .emit_with(ACCOUNT, "customer.updated", customer, options)
+        .await
+        .unwrap();
     let path = format!("/v1/stripe/customers/{id}");
     let (_, before) = stack.get("ws_drift", Role::Agent, &path).await.unwrap();
-    assert_ne!(before["customer"]["name"], "Changed While Webhooks Were Down");
+    assert_ne!(
+        before["customer"]["name"],
+        "Changed While Webhooks Were Down"
+    );
 
-    let (status, started) = stack.send(Method::POST, "ws_drift", Role::Agent, "/v1/stripe/syncs", None).await.unwrap();
+    let (status, started) = stack
+        .send(
+            Method::POST,
+            "ws_drift",
+            Role::Agent,
+            "/v1/stripe/syncs",
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(status, 202, "{started}");
-    let run_path = format!("/v1/stripe/syncs/{}", started["sync"]["id"].as_str().unwrap());
+    let run_path = format!(
+        "/v1/stripe/syncs/{}",
+        started["sync"]["id"].as_str().unwrap()
+    );
     let run = eventually(Duration::from_secs(60), || async {
         let (_, run) = stack.get("ws_drift", Role::Viewer, &run_path).await.ok()?;
         (run["status"] == "succeeded").then_some(run)
     })
     .await
     .expect("the manual sync never succeeded");
-    assert!(run["drift"].as_u64().unwrap() >= 1, "the repaired object counts as drift: {run}");
+    assert!(
+        run["drift"].as_u64().unwrap() >= 1,
+        "the repaired object counts as drift: {run}"
+    );
     let (_, after) = stack.get("ws_drift", Role::Agent, &path).await.unwrap();
-    assert_eq!(after["customer"]["name"], "Changed While Webhooks Were Down");
+    assert_eq!(
+        after["customer"]["name"],
+        "Changed While Webhooks Were Down"
+    );
 }
 
 #[tokio::test]
@@ -45,9 +83,22 @@ async fn one_account_in_two_workspaces_stays_two_tenants() {
     let stack = TestStack::start().await.unwrap();
     stack.connect_and_backfill("ws_one").await.unwrap();
     stack.connect_and_backfill("ws_two").await.unwrap();
-    let (_, list) = stack.get("ws_one", Role::Agent, "/v1/stripe/customers?status=active&limit=1").await.unwrap();
-    let id = list["data"][0]["customer"]["id"].as_str().unwrap().to_string();
-    let email = list["data"][0]["customer"]["email"].as_str().unwrap().to_string();
+    let (_, list) = stack
+        .get(
+            "ws_one",
+            Role::Agent,
+            "/v1/stripe/customers?status=active&limit=1",
+        )
+        .await
+        .unwrap();
+    let id = list["data"][0]["customer"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let email = list["data"][0]["customer"]["email"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // One Stripe event reaches both workspaces.
     let now = shared::time::now_unix();
@@ -59,10 +110,17 @@ async fn one_account_in_two_workspaces_stays_two_tenants() {
         serde_json::json!({"id": id, "object": "customer", "email": email, "name": "Seen By Both", "livemode": false}),
     );
     let (status, answer) = stack.deliver(&renamed).await.unwrap();
-    assert_eq!((status, answer["queued"].as_u64()), (200, Some(2)), "{answer}");
+    assert_eq!(
+        (status, answer["queued"].as_u64()),
+        (200, Some(2)),
+        "{answer}"
+    );
     for ws in ["ws_one", "ws_two"] {
         let seen = eventually(Duration::from_secs(20), || async {
-            let (_, p) = stack.get(ws, Role::Agent, &format!("/v1/stripe/customers/{id}")).await.ok()?;
+            let (_, p) = stack
+                .get(ws, Role::Agent, &format!("/v1/stripe/customers/{id}"))
+                .await
+                .ok()?;
             (p["customer"]["name"] == "Seen By Both").then_some(())
         })
         .await;
@@ -70,11 +128,30 @@ async fn one_account_in_two_workspaces_stays_two_tenants() {
     }
 
     // Disconnecting one leaves the other connected and fed.
-    let (status, _) = stack.send(Method::DELETE, "ws_two", Role::Owner, "/v1/stripe/connection", None).await.unwrap();
+    let (status, _) = stack
+        .send(
+            Method::DELETE,
+            "ws_two",
+            Role::Owner,
+            "/v1/stripe/connection",
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(status, 204);
-    let (_, one) = stack.get("ws_one", Role::Viewer, "/v1/stripe/connection").await.unwrap();
+    let (_, one) = stack
+        .get("ws_one", Role::Viewer, "/v1/stripe/connection")
+        .await
+        .unwrap();
     assert_eq!(one["status"], "active");
-    assert!(stack.store.get_connection("ws_one").await.unwrap().unwrap().sealed_token.is_some());
+    assert!(stack
+        .store
+        .get_connection("ws_one")
+        .await
+        .unwrap()
+        .unwrap()
+        .sealed_token
+        .is_some());
     let again = integration::event(
         "evt_one_only",
         "customer.updated",
@@ -83,5 +160,8 @@ async fn one_account_in_two_workspaces_stays_two_tenants() {
         serde_json::json!({"id": id, "object": "customer", "email": email, "name": "Only One Now", "livemode": false}),
     );
     let (_, answer) = stack.deliver(&again).await.unwrap();
-    assert_eq!(answer["queued"], 1, "a disconnected workspace gets no more events: {answer}");
+    assert_eq!(
+        answer["queued"], 1,
+        "a disconnected workspace gets no more events: {answer}"
+    );
 }

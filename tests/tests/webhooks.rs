@@ -13,7 +13,14 @@ const ACCOUNT: &str = "acct_1DevStripeAcct01";
 async fn signatures_agree_with_stripes_sdk() {
     let stack = TestStack::start().await.unwrap();
     let now = shared::time::now_unix();
-    let body = event("evt_sig_1", "customer.created", "acct_not_connected", now, json!({"id": "cus_x", "object": "customer"})).to_string();
+    let body = event(
+        "evt_sig_1",
+        "customer.created",
+        "acct_not_connected",
+        now,
+        json!({"id": "cus_x", "object": "customer"}),
+    )
+    .to_string();
 
     // Signed by Stripe's SDK: accepted (an unconnected account is acknowledged and dropped).
     let header = stripe_python::sign(&body, WEBHOOK_SECRET, now);
@@ -24,35 +31,78 @@ async fn signatures_agree_with_stripes_sdk() {
 
     // Several v1 signatures, one of them right: accepted.
     let good = header.split("v1=").nth(1).unwrap();
-    let (status, _) = stack.post_webhook(&body, &format!("t={now},v1={},v1={good}", "ab".repeat(32))).await.unwrap();
+    let (status, _) = stack
+        .post_webhook(&body, &format!("t={now},v1={},v1={good}", "ab".repeat(32)))
+        .await
+        .unwrap();
     assert_eq!(status, 200);
 
     // A tampered body, a wrong secret, a stale timestamp: refused with the codes of API.md.
     let tampered = body.replacen("cus_x", "cus_y", 1);
     let (status, answer) = stack.post_webhook(&tampered, &header).await.unwrap();
-    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("invalid_signature")));
-    let (status, answer) = stack.post_webhook(&body, &stripe_python::sign(&body, "whsec_someone_else", now)).await.unwrap();
-    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("invalid_signature")));
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (400, Some("invalid_signature"))
+    );
+    let (status, answer) = stack
+        .post_webhook(
+            &body,
+            &stripe_python::sign(&body, "whsec_someone_else", now),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (400, Some("invalid_signature"))
+    );
     let stale = stripe_python::sign(&body, WEBHOOK_SECRET, now - 400);
     let (status, answer) = stack.post_webhook(&body, &stale).await.unwrap();
-    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("timestamp_out_of_tolerance")));
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (400, Some("timestamp_out_of_tolerance"))
+    );
     let (status, answer) = stack.post_webhook(&body, "").await.unwrap();
-    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("invalid_signature")));
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (400, Some("invalid_signature"))
+    );
     // Signed, but not an event.
     let junk = "{\"hello\": 1}";
-    let (status, answer) = stack.post_webhook(junk, &stripe_python::sign(junk, WEBHOOK_SECRET, now)).await.unwrap();
-    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("malformed_payload")));
+    let (status, answer) = stack
+        .post_webhook(junk, &stripe_python::sign(junk, WEBHOOK_SECRET, now))
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (400, Some("malformed_payload"))
+    );
 
     // And Stripe's SDK accepts what our signer produces (the stand-in uses it), and only that.
-    let ours = shared::stripe::signature::sign_header(WEBHOOK_SECRET.as_bytes(), now, body.as_bytes());
+    let ours =
+        shared::stripe::signature::sign_header(WEBHOOK_SECRET.as_bytes(), now, body.as_bytes());
     assert!(stripe_python::verifies(&body, &ours, WEBHOOK_SECRET, 300));
-    assert!(!stripe_python::verifies(&tampered, &ours, WEBHOOK_SECRET, 300));
+    assert!(!stripe_python::verifies(
+        &tampered,
+        &ours,
+        WEBHOOK_SECRET,
+        300
+    ));
 }
 
 async fn some_customer(stack: &TestStack, ws: &str) -> (String, String) {
-    let (_, list) = stack.get(ws, Role::Agent, "/v1/stripe/customers?status=active&limit=1").await.unwrap();
+    let (_, list) = stack
+        .get(
+            ws,
+            Role::Agent,
+            "/v1/stripe/customers?status=active&limit=1",
+        )
+        .await
+        .unwrap();
     let c = &list["data"][0]["customer"];
-    (c["id"].as_str().unwrap().to_string(), c["email"].as_str().unwrap().to_string())
+    (
+        c["id"].as_str().unwrap().to_string(),
+        c["email"].as_str().unwrap().to_string(),
+    )
 }
 
 #[tokio::test]
@@ -87,10 +137,31 @@ async fn events_reach_the_panel_once_whatever_the_order() {
                "amount_paid": paid, "currency": "usd", "created": now, "attempt_count": 1,
                "hosted_invoice_url": "https://invoice.stripe.com/i/test"})
     };
-    stack.deliver(&event("evt_paid", "invoice.paid", ACCOUNT, now + 5, invoice("paid", 4200))).await.unwrap();
-    stack.deliver(&event("evt_final", "invoice.finalized", ACCOUNT, now + 5, invoice("open", 0))).await.unwrap();
+    stack
+        .deliver(&event(
+            "evt_paid",
+            "invoice.paid",
+            ACCOUNT,
+            now + 5,
+            invoice("paid", 4200),
+        ))
+        .await
+        .unwrap();
+    stack
+        .deliver(&event(
+            "evt_final",
+            "invoice.finalized",
+            ACCOUNT,
+            now + 5,
+            invoice("open", 0),
+        ))
+        .await
+        .unwrap();
     // A charge, delivered three times: counted once.
-    let (_, before) = stack.get("ws_w", Role::Owner, "/v1/stripe/metrics").await.unwrap();
+    let (_, before) = stack
+        .get("ws_w", Role::Owner, "/v1/stripe/metrics")
+        .await
+        .unwrap();
     let charge = json!({"id": "ch_dup_1", "object": "charge", "customer": customer, "amount": 4200, "amount_refunded": 0,
                         "currency": "usd", "status": "succeeded", "paid": true, "created": now + 5, "livemode": false});
     let charged = event("evt_charge", "charge.succeeded", ACCOUNT, now + 5, charge);
@@ -99,22 +170,41 @@ async fn events_reach_the_panel_once_whatever_the_order() {
     }
     let settled = eventually(Duration::from_secs(20), || async {
         let (_, p) = stack.get("ws_w", Role::Agent, &path).await.ok()?;
-        let (_, m) = stack.get("ws_w", Role::Owner, "/v1/stripe/metrics").await.ok()?;
+        let (_, m) = stack
+            .get("ws_w", Role::Owner, "/v1/stripe/metrics")
+            .await
+            .ok()?;
         let revenue_up = m["total_revenue"].as_i64()? - before["total_revenue"].as_i64()?;
-        (p["customer"]["last_invoice"]["id"] == "in_tie_1" && revenue_up >= 4200).then_some((p, revenue_up))
+        (p["customer"]["last_invoice"]["id"] == "in_tie_1" && revenue_up >= 4200)
+            .then_some((p, revenue_up))
     })
     .await;
     let (panel, revenue_up) = settled.expect("invoice and charge never projected");
-    assert_eq!(panel["customer"]["last_invoice"]["status"], "paid", "a paid invoice never goes back to open: {panel}");
+    assert_eq!(
+        panel["customer"]["last_invoice"]["status"], "paid",
+        "a paid invoice never goes back to open: {panel}"
+    );
     // Give the duplicates time to be processed, then check nothing was counted twice.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (_, after) = stack.get("ws_w", Role::Owner, "/v1/stripe/metrics").await.unwrap();
+    let (_, after) = stack
+        .get("ws_w", Role::Owner, "/v1/stripe/metrics")
+        .await
+        .unwrap();
     assert_eq!(revenue_up, 4200);
-    assert_eq!(after["total_revenue"].as_i64().unwrap() - before["total_revenue"].as_i64().unwrap(), 4200);
+    assert_eq!(
+        after["total_revenue"].as_i64().unwrap() - before["total_revenue"].as_i64().unwrap(),
+        4200
+    );
 
     // customer.deleted leaves a tombstone: "deleted", no stale data.
     stack
-        .deliver(&event("evt_del", "customer.deleted", ACCOUNT, now + 6, json!({"id": customer, "object": "customer", "deleted": true})))
+        .deliver(&event(
+            "evt_del",
+            "customer.deleted",
+            ACCOUNT,
+            now + 6,
+            json!({"id": customer, "object": "customer", "deleted": true}),
+        ))
         .await
         .unwrap();
     let deleted = eventually(Duration::from_secs(20), || async {
@@ -131,13 +221,33 @@ async fn deauthorization_turns_the_card_red_and_erases_the_token() {
     let stack = TestStack::start().await.unwrap();
     stack.connect_and_backfill("ws_d").await.unwrap();
     let now = shared::time::now_unix();
-    let deauth = event("evt_deauth", "account.application.deauthorized", ACCOUNT, now, json!({"id": "ca_dev", "object": "application", "name": "Dev"}));
+    let deauth = event(
+        "evt_deauth",
+        "account.application.deauthorized",
+        ACCOUNT,
+        now,
+        json!({"id": "ca_dev", "object": "application", "name": "Dev"}),
+    );
     assert_eq!(stack.deliver(&deauth).await.unwrap().0, 200);
-    let card = stack.wait_for_card("ws_d", |c| c["status"] == "needs_reconnect").await.unwrap();
+    let card = stack
+        .wait_for_card("ws_d", |c| c["status"] == "needs_reconnect")
+        .await
+        .unwrap();
     assert_eq!(card["banner"], "red");
     assert_eq!(card["last_error"]["code"], "invalid_api_key");
-    assert!(card["last_error"]["message"].as_str().unwrap().to_lowercase().contains("reconnect"));
-    assert!(stack.store.get_connection("ws_d").await.unwrap().unwrap().sealed_token.is_none());
+    assert!(card["last_error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_lowercase()
+        .contains("reconnect"));
+    assert!(stack
+        .store
+        .get_connection("ws_d")
+        .await
+        .unwrap()
+        .unwrap()
+        .sealed_token
+        .is_none());
 }
 
 #[tokio::test]
@@ -150,19 +260,41 @@ async fn a_poison_message_lands_in_the_dlq_and_does_not_block_its_batch() {
         .sqs
         .set_queue_attributes()
         .queue_url(&stack.env["EVENT_QUEUE_URL"])
-        .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "1")
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "1",
+        )
         .send()
         .await
         .unwrap();
     let queue = &stack.env["EVENT_QUEUE_URL"];
-    stack.aws.sqs.send_message().queue_url(queue).message_body("this is not an event").send().await.unwrap();
+    stack
+        .aws
+        .sqs
+        .send_message()
+        .queue_url(queue)
+        .message_body("this is not an event")
+        .send()
+        .await
+        .unwrap();
     // A signed event whose object cannot be projected (an invoice without an id).
-    let broken = event("evt_broken", "invoice.paid", ACCOUNT, shared::time::now_unix(), json!({"object": "invoice", "customer": "cus_x"}));
+    let broken = event(
+        "evt_broken",
+        "invoice.paid",
+        ACCOUNT,
+        shared::time::now_unix(),
+        json!({"object": "invoice", "customer": "cus_x"}),
+    );
     assert_eq!(stack.deliver(&broken).await.unwrap().0, 200);
     // A good event alongside them is projected.
     let (customer, email) = some_customer(&stack, "ws_p").await;
-    let good = event("evt_good", "customer.updated", ACCOUNT, shared::time::now_unix() + 1,
-        json!({"id": customer, "object": "customer", "email": email, "name": "Still Projected", "livemode": false}));
+    let good = event(
+        "evt_good",
+        "customer.updated",
+        ACCOUNT,
+        shared::time::now_unix() + 1,
+        json!({"id": customer, "object": "customer", "email": email, "name": "Still Projected", "livemode": false}),
+    );
     assert_eq!(stack.deliver(&good).await.unwrap().0, 200);
 
     let dead = eventually(Duration::from_secs(40), || async {
@@ -170,7 +302,18 @@ async fn a_poison_message_lands_in_the_dlq_and_does_not_block_its_batch() {
         (depth >= 2).then_some(depth)
     })
     .await;
-    assert_eq!(dead, Some(2), "both poison messages should be dead-lettered");
-    let (_, panel) = stack.get("ws_p", Role::Agent, &format!("/v1/stripe/customers/{customer}")).await.unwrap();
+    assert_eq!(
+        dead,
+        Some(2),
+        "both poison messages should be dead-lettered"
+    );
+    let (_, panel) = stack
+        .get(
+            "ws_p",
+            Role::Agent,
+            &format!("/v1/stripe/customers/{customer}"),
+        )
+        .await
+        .unwrap();
     assert_eq!(panel["customer"]["name"], "Still Projected");
 }

@@ -215,9 +215,16 @@ pub async fn by_id(
     let id = params::customer_id(&id).ok_or_else(bad_id)?;
     let ws = caller.0.workspace_id.as_str();
     // One request: the panel and the connection's status together.
-    let (found, status) = app.store.panel_with_connection_status(ws, id).await.map_err(store_down)?;
+    let (found, status) = app
+        .store
+        .panel_with_connection_status(ws, id)
+        .await
+        .map_err(store_down)?;
     let panel = choose(found.into_iter().collect(), None);
-    Ok(Json(to_json(&with_stale(panel, status != Some(ConnectionStatus::Active)))))
+    Ok(Json(to_json(&with_stale(
+        panel,
+        status != Some(ConnectionStatus::Active),
+    ))))
 }
 
 #[utoipa::path(put, path = "/v1/stripe/links", tag = "customers", security(("bearer" = [])),

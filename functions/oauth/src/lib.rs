@@ -88,21 +88,35 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn connect(State(app): State<AppState>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
+async fn connect(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let claims = caller.require_admin()?;
     let now = shared::time::now_unix();
     let state = OAuthState::new(&claims.workspace_id, &claims.sub, now);
-    app.store.put_oauth_nonce(&state.workspace_id, &state.nonce, state.expires_at).await.map_err(|e| {
-        warn!(error = %e, "state nonce not stored");
-        ApiError::unavailable("Could not start the connection; please retry.")
-    })?;
-    let mut url = app.config.stripe.connect_base.join("/oauth/authorize").map_err(|_| ApiError::internal())?;
+    app.store
+        .put_oauth_nonce(&state.workspace_id, &state.nonce, state.expires_at)
+        .await
+        .map_err(|e| {
+            warn!(error = %e, "state nonce not stored");
+            ApiError::unavailable("Could not start the connection; please retry.")
+        })?;
+    let mut url = app
+        .config
+        .stripe
+        .connect_base
+        .join("/oauth/authorize")
+        .map_err(|_| ApiError::internal())?;
     url.query_pairs_mut()
         .append_pair("response_type", "code")
         .append_pair("client_id", &app.config.client_id)
         .append_pair("scope", "read_only")
         .append_pair("redirect_uri", app.config.redirect_uri.as_str())
-        .append_pair("state", &state.sign(app.secrets.state_signing_key.expose().as_bytes()));
+        .append_pair(
+            "state",
+            &state.sign(app.secrets.state_signing_key.expose().as_bytes()),
+        );
     info!(workspace = %claims.workspace_id, "connect started");
     Ok(Json(json!({"authorize_url": url.to_string()})))
 }
@@ -151,7 +165,11 @@ impl CallbackError {
 }
 
 async fn callback(State(app): State<AppState>, Query(params): Query<CallbackParams>) -> Response {
-    let span = info_span!("oauth_callback", workspace = tracing::field::Empty, account = tracing::field::Empty);
+    let span = info_span!(
+        "oauth_callback",
+        workspace = tracing::field::Empty,
+        account = tracing::field::Empty
+    );
     let outcome = handle_callback(&app, params).instrument(span).await;
     let mut target = app.config.dashboard_url.clone();
     match &outcome {
@@ -160,22 +178,39 @@ async fn callback(State(app): State<AppState>, Query(params): Query<CallbackPara
         }
         Err(e) => {
             info!(reason = e.reason(), error = %e, "connect failed");
-            target.query_pairs_mut().append_pair("stripe", "error").append_pair("reason", e.reason());
+            target
+                .query_pairs_mut()
+                .append_pair("stripe", "error")
+                .append_pair("reason", e.reason());
         }
     }
-    (StatusCode::FOUND, [(header::CACHE_CONTROL, "no-store")], Redirect::to(target.as_str())).into_response()
+    (
+        StatusCode::FOUND,
+        [(header::CACHE_CONTROL, "no-store")],
+        Redirect::to(target.as_str()),
+    )
+        .into_response()
 }
 
-async fn handle_callback(app: &ConnectApp, params: CallbackParams) -> Result<Connection, CallbackError> {
+async fn handle_callback(
+    app: &ConnectApp,
+    params: CallbackParams,
+) -> Result<Connection, CallbackError> {
     let now = shared::time::now_unix();
     let state = params
         .state
         .as_deref()
-        .and_then(|raw| OAuthState::verify(raw, app.secrets.state_signing_key.expose().as_bytes(), now).ok())
+        .and_then(|raw| {
+            OAuthState::verify(raw, app.secrets.state_signing_key.expose().as_bytes(), now).ok()
+        })
         .ok_or(CallbackError::InvalidState)?;
     tracing::Span::current().record("workspace", state.workspace_id.as_str());
     // Single use: the nonce is consumed whatever happens next.
-    if !app.store.consume_oauth_nonce(&state.workspace_id, &state.nonce, now).await? {
+    if !app
+        .store
+        .consume_oauth_nonce(&state.workspace_id, &state.nonce, now)
+        .await?
+    {
         return Err(CallbackError::InvalidState);
     }
     if params.error.as_deref() == Some("access_denied") {
@@ -184,25 +219,43 @@ async fn handle_callback(app: &ConnectApp, params: CallbackParams) -> Result<Con
     if params.error.is_some() {
         return Err(CallbackError::InvalidGrant);
     }
-    let code = params.code.filter(|c| !c.is_empty() && c.len() <= 256).ok_or(CallbackError::MissingCode)?;
+    let code = params
+        .code
+        .filter(|c| !c.is_empty() && c.len() <= 256)
+        .ok_or(CallbackError::MissingCode)?;
     if params.scope.as_deref().is_some_and(|s| s != "read_only") {
         return Err(CallbackError::WrongScope);
     }
     // The code is single-use: exchanged once, never retried.
-    let grant = app.stripe.oauth_token(&app.secrets.stripe_secret_key, &code).await.map_err(|e| match e {
-        StripeError::InvalidGrant { .. } => CallbackError::InvalidGrant,
-        other => CallbackError::Stripe(other),
-    })?;
+    let grant = app
+        .stripe
+        .oauth_token(&app.secrets.stripe_secret_key, &code)
+        .await
+        .map_err(|e| match e {
+            StripeError::InvalidGrant { .. } => CallbackError::InvalidGrant,
+            other => CallbackError::Stripe(other),
+        })?;
     tracing::Span::current().record("account", grant.stripe_user_id.as_str());
     if grant.scope != "read_only" {
         // Give back a grant we must not hold.
-        if let Err(e) = app.stripe.oauth_deauthorize(&app.secrets.stripe_secret_key, &app.config.client_id, &grant.stripe_user_id).await {
+        if let Err(e) = app
+            .stripe
+            .oauth_deauthorize(
+                &app.secrets.stripe_secret_key,
+                &app.config.client_id,
+                &grant.stripe_user_id,
+            )
+            .await
+        {
             warn!(error = %e, "could not revoke a grant with the wrong scope");
         }
         return Err(CallbackError::WrongScope);
     }
-    let credential =
-        AccountCredential { account_id: grant.stripe_user_id.clone(), access_token: grant.access_token.clone(), livemode: grant.livemode };
+    let credential = AccountCredential {
+        account_id: grant.stripe_user_id.clone(),
+        access_token: grant.access_token.clone(),
+        livemode: grant.livemode,
+    };
     let business_name = match app.stripe.retrieve_account(&credential).await {
         Ok(info) => info.business_name,
         Err(e) => {
@@ -210,28 +263,55 @@ async fn handle_callback(app: &ConnectApp, params: CallbackParams) -> Result<Con
             None
         }
     };
-    let owner = TokenOwner { workspace_id: &state.workspace_id, account_id: &grant.stripe_user_id };
+    let owner = TokenOwner {
+        workspace_id: &state.workspace_id,
+        account_id: &grant.stripe_user_id,
+    };
     let sealed = app.vault.seal(owner, &grant.access_token).await?;
 
     let previous = app.store.get_connection(&state.workspace_id).await?;
     let tier = app.store.get_plan(&state.workspace_id).await?;
-    let mut conn = Connection::new(&state.workspace_id, &grant.stripe_user_id, grant.livemode, tier, now);
+    let mut conn = Connection::new(
+        &state.workspace_id,
+        &grant.stripe_user_id,
+        grant.livemode,
+        tier,
+        now,
+    );
     conn.business_name = business_name;
     conn.sealed_token = Some(sealed);
     conn.scope = grant.scope.clone();
     conn.connected_by = state.user.clone();
     // A reconnect supersedes the old grant: any writer still holding the old version retries.
     conn.version = previous.as_ref().map(|p| p.version + 1).unwrap_or(0);
-    let mut run = SyncRun::new(&state.workspace_id, &grant.stripe_user_id, SyncTrigger::Backfill, now);
+    let mut run = SyncRun::new(
+        &state.workspace_id,
+        &grant.stripe_user_id,
+        SyncTrigger::Backfill,
+        now,
+    );
     app.store.put_sync_run(&run).await?;
-    app.store.replace_connection(previous.as_ref(), &conn).await?;
+    app.store
+        .replace_connection(previous.as_ref(), &conn)
+        .await?;
     if let Err(e) = start_backfill(app, &conn, &run).await {
         warn!(error = %e, "backfill not queued; the next schedule or a manual re-sync will run it");
         run.status = shared::store::syncs::RunStatus::Failed;
-        run.error = Some(shared::store::syncs::RunError { code: "queue_unavailable".into(), message: "The backfill could not be queued.".into() });
+        run.error = Some(shared::store::syncs::RunError {
+            code: "queue_unavailable".into(),
+            message: "The backfill could not be queued.".into(),
+        });
         app.store.put_sync_run(&run).await?;
     }
-    let _ = app.events.publish(DomainEvent::Connected, &conn.workspace_id, &conn.account_id, json!({"livemode": conn.livemode})).await;
+    let _ = app
+        .events
+        .publish(
+            DomainEvent::Connected,
+            &conn.workspace_id,
+            &conn.account_id,
+            json!({"livemode": conn.livemode}),
+        )
+        .await;
     info!(livemode = conn.livemode, "connected");
     Ok(conn)
 }

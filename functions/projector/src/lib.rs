@@ -54,7 +54,9 @@ pub struct Projector {
     pub unhandled: AtomicU64,
 }
 
-pub async fn init(aws: &AwsClients) -> Result<Arc<Projector>, Box<dyn std::error::Error + Send + Sync>> {
+pub async fn init(
+    aws: &AwsClients,
+) -> Result<Arc<Projector>, Box<dyn std::error::Error + Send + Sync>> {
     let config = Config::from_env()?;
     Ok(Arc::new(Projector {
         store: Store::new(aws.dynamodb.clone(), config.table_name),
@@ -121,8 +123,12 @@ pub async fn handle_batch(app: &Projector, batch: SqsEvent) -> SqsBatchResponse 
 }
 
 pub async fn handle_message(app: &Projector, record: &SqsMessage) -> Result<Outcome, ProjectError> {
-    let body = record.body.as_deref().ok_or_else(|| ProjectError::Poison("empty body".into()))?;
-    let message: QueuedEvent = serde_json::from_str(body).map_err(|e| ProjectError::Poison(e.to_string()))?;
+    let body = record
+        .body
+        .as_deref()
+        .ok_or_else(|| ProjectError::Poison("empty body".into()))?;
+    let message: QueuedEvent =
+        serde_json::from_str(body).map_err(|e| ProjectError::Poison(e.to_string()))?;
     let span = info_span!(
         "project",
         workspace = %message.workspace_id,
@@ -137,14 +143,29 @@ pub async fn project(app: &Projector, message: QueuedEvent) -> Result<Outcome, P
     let ws = message.workspace_id.as_str();
     let object = match &message.payload {
         Some(raw) => {
-            let mut event: serde_json::Value = serde_json::from_str(raw.get()).map_err(|e| ProjectError::Poison(e.to_string()))?;
-            event.pointer_mut("/data/object").map(serde_json::Value::take).ok_or_else(|| ProjectError::Poison("event has no data.object".into()))?
+            let mut event: serde_json::Value =
+                serde_json::from_str(raw.get()).map_err(|e| ProjectError::Poison(e.to_string()))?;
+            event
+                .pointer_mut("/data/object")
+                .map(serde_json::Value::take)
+                .ok_or_else(|| ProjectError::Poison("event has no data.object".into()))?
         }
         None => fetch_event(app, &message).await?,
     };
     let outcome = match route_event(&message.event_type, message.created, &object)? {
-        Routed::Customer { aggregate_id, change } => {
-            let changed = app.store.apply_customer_changes(ws, &aggregate_id, std::slice::from_ref(&change), Some(&message.event_id)).await?;
+        Routed::Customer {
+            aggregate_id,
+            change,
+        } => {
+            let changed = app
+                .store
+                .apply_customer_changes(
+                    ws,
+                    &aggregate_id,
+                    std::slice::from_ref(&change),
+                    Some(&message.event_id),
+                )
+                .await?;
             if changed {
                 Outcome::Projected
             } else {
@@ -176,7 +197,10 @@ pub async fn project(app: &Projector, message: QueuedEvent) -> Result<Outcome, P
         }
         Routed::Unhandled => {
             let total = app.unhandled.fetch_add(1, Ordering::Relaxed) + 1;
-            info!(unhandled_total = total, "event type not projected; acknowledged");
+            info!(
+                unhandled_total = total,
+                "event type not projected; acknowledged"
+            );
             Outcome::Unhandled
         }
     };
@@ -204,14 +228,25 @@ async fn revoke(app: &Projector, ws: &str, account_id: &str, at: i64) -> Result<
         })
         .await?;
     if updated.is_some() {
-        let _ = app.events.publish(DomainEvent::ConnectionRevoked, ws, account_id, json!({"reason": "deauthorized"})).await;
+        let _ = app
+            .events
+            .publish(
+                DomainEvent::ConnectionRevoked,
+                ws,
+                account_id,
+                json!({"reason": "deauthorized"}),
+            )
+            .await;
     }
     Ok(())
 }
 
 /// An event too large for a message is fetched with the account's own token; returns its
 /// `data.object`.
-async fn fetch_event(app: &Projector, message: &QueuedEvent) -> Result<serde_json::Value, ProjectError> {
+async fn fetch_event(
+    app: &Projector,
+    message: &QueuedEvent,
+) -> Result<serde_json::Value, ProjectError> {
     let conn = app
         .store
         .get_connection(&message.workspace_id)
@@ -221,7 +256,11 @@ async fn fetch_event(app: &Projector, message: &QueuedEvent) -> Result<serde_jso
         VaultError::Missing => ProjectError::NoToken(format!("connection is {:?}", conn.status)),
         other => ProjectError::Vault(other),
     })?;
-    Ok(app.stripe.retrieve_event(&credential, &message.event_id).await?.data_object)
+    Ok(app
+        .stripe
+        .retrieve_event(&credential, &message.event_id)
+        .await?
+        .data_object)
 }
 
 #[cfg(test)]
@@ -231,7 +270,10 @@ mod tests {
     fn max_receives_matches_the_event_queues_redrive_policy() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml");
         let template = std::fs::read_to_string(&path).expect("template.yaml");
-        let queue = template.split("\n  EventQueue:\n").nth(1).expect("EventQueue resource");
+        let queue = template
+            .split("\n  EventQueue:\n")
+            .nth(1)
+            .expect("EventQueue resource");
         // The resource ends where the next one (two-space indent) starts.
         let count: u32 = queue
             .lines()

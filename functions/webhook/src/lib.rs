@@ -11,11 +11,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::json;
+use serde_json::value::RawValue;
 use shared::http::ApiError;
 use shared::queue::{QueuedEvent, MAX_INLINE_PAYLOAD_BYTES};
 use shared::secrets::Secret;
 use shared::store::{Store, StoreError};
-use serde_json::value::RawValue;
 use shared::stripe::envelope::{parse_head, EventHead};
 use shared::stripe::signature::{verify, SignatureError, DEFAULT_TOLERANCE_SECS};
 use thiserror::Error;
@@ -37,7 +37,12 @@ impl Config {
             table_name: shared::config::required("TABLE_NAME")?,
             event_queue_url: shared::config::required("EVENT_QUEUE_URL")?,
             secrets_arn: shared::config::required("SECRETS_ARN")?,
-            tolerance_secs: shared::config::int("WEBHOOK_TOLERANCE_SECONDS", DEFAULT_TOLERANCE_SECS, 1, 86_400)?,
+            tolerance_secs: shared::config::int(
+                "WEBHOOK_TOLERANCE_SECONDS",
+                DEFAULT_TOLERANCE_SECS,
+                1,
+                86_400,
+            )?,
         })
     }
 }
@@ -72,10 +77,16 @@ impl From<WebhookError> for ApiError {
                 "timestamp_out_of_tolerance",
                 "The Stripe-Signature timestamp is too far from now.",
             ),
-            WebhookError::Signature(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_signature", "The Stripe-Signature header does not match the payload.")
-            }
-            WebhookError::Malformed => ApiError::new(StatusCode::BAD_REQUEST, "malformed_payload", "The body is not a Stripe event."),
+            WebhookError::Signature(_) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_signature",
+                "The Stripe-Signature header does not match the payload.",
+            ),
+            WebhookError::Malformed => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_payload",
+                "The body is not a Stripe event.",
+            ),
             WebhookError::Store(_) | WebhookError::Queue(_) => {
                 ApiError::unavailable("The event could not be queued; Stripe will retry.")
             }
@@ -84,7 +95,9 @@ impl From<WebhookError> for ApiError {
 }
 
 /// Builds the state once per cold start, from the environment.
-pub async fn init(aws: &shared::aws::AwsClients) -> Result<Arc<WebhookState>, Box<dyn std::error::Error + Send + Sync>> {
+pub async fn init(
+    aws: &shared::aws::AwsClients,
+) -> Result<Arc<WebhookState>, Box<dyn std::error::Error + Send + Sync>> {
     let config = Config::from_env()?;
     let secrets = shared::secrets::StripeSecrets::load(&aws.secrets, &config.secrets_arn).await?;
     Ok(Arc::new(WebhookState {
@@ -104,8 +117,15 @@ pub fn router(state: Arc<WebhookState>) -> Router {
         .with_state(state)
 }
 
-async fn receive(State(state): State<Arc<WebhookState>>, headers: HeaderMap, body: Bytes) -> Result<Json<serde_json::Value>, ApiError> {
-    let header = headers.get("stripe-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
+async fn receive(
+    State(state): State<Arc<WebhookState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let header = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let envelope = verify_and_parse(&state, header, &body, shared::time::now_unix())?;
     let account = envelope.account.clone().unwrap_or_default();
     let span = info_span!("webhook", event_id = %envelope.id, event_type = %envelope.event_type, account = %account);
@@ -122,8 +142,23 @@ async fn receive(State(state): State<Arc<WebhookState>>, headers: HeaderMap, bod
 
 /// Verification first, on the raw bytes; JSON parsing only after the signature holds, and only
 /// of the routing fields (`data` is skipped, not built).
-pub fn verify_and_parse(state: &WebhookState, header: &str, body: &[u8], now: i64) -> Result<EventHead, WebhookError> {
-    verify(body, header, &state.secrets.iter().map(|s| s.expose().as_bytes()).collect::<Vec<_>>(), now, state.tolerance_secs)?;
+pub fn verify_and_parse(
+    state: &WebhookState,
+    header: &str,
+    body: &[u8],
+    now: i64,
+) -> Result<EventHead, WebhookError> {
+    verify(
+        body,
+        header,
+        &state
+            .secrets
+            .iter()
+            .map(|s| s.expose().as_bytes())
+            .collect::<Vec<_>>(),
+        now,
+        state.tolerance_secs,
+    )?;
     parse_head(body).map_err(|_| WebhookError::Malformed)
 }
 
@@ -133,11 +168,18 @@ pub fn inline_payload(raw: &[u8]) -> Option<Box<RawValue>> {
     if raw.len() > MAX_INLINE_PAYLOAD_BYTES {
         return None;
     }
-    std::str::from_utf8(raw).ok().and_then(|s| RawValue::from_string(s.to_owned()).ok())
+    std::str::from_utf8(raw)
+        .ok()
+        .and_then(|s| RawValue::from_string(s.to_owned()).ok())
 }
 
 /// The SQS message body for one workspace connected to the event's account.
-pub fn message_body(head: &EventHead, account: &str, workspace_id: &str, payload: Option<Box<RawValue>>) -> Result<String, WebhookError> {
+pub fn message_body(
+    head: &EventHead,
+    account: &str,
+    workspace_id: &str,
+    payload: Option<Box<RawValue>>,
+) -> Result<String, WebhookError> {
     let message = QueuedEvent {
         workspace_id: workspace_id.to_string(),
         account_id: account.to_string(),
@@ -151,11 +193,21 @@ pub fn message_body(head: &EventHead, account: &str, workspace_id: &str, payload
 }
 
 /// Queues one message per connected workspace. Returns how many were queued.
-async fn enqueue(state: &WebhookState, envelope: &EventHead, raw: &[u8]) -> Result<usize, WebhookError> {
+async fn enqueue(
+    state: &WebhookState,
+    envelope: &EventHead,
+    raw: &[u8],
+) -> Result<usize, WebhookError> {
     let Some(account) = envelope.account.as_deref() else {
         return Ok(drop_unconnected(state, "event has no connected account"));
     };
-    let members: Vec<_> = state.store.account_members(account).await?.into_iter().filter(|m| m.active).collect();
+    let members: Vec<_> = state
+        .store
+        .account_members(account)
+        .await?
+        .into_iter()
+        .filter(|m| m.active)
+        .collect();
     if members.is_empty() {
         return Ok(drop_unconnected(state, "account is not connected"));
     }
@@ -180,9 +232,14 @@ async fn enqueue(state: &WebhookState, envelope: &EventHead, raw: &[u8]) -> Resu
             .set_entries(Some(chunk.to_vec()))
             .send()
             .await
-            .map_err(|e| WebhookError::Queue(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+            .map_err(|e| {
+                WebhookError::Queue(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+            })?;
         if !out.failed().is_empty() {
-            return Err(WebhookError::Queue(format!("{} entries refused", out.failed().len())));
+            return Err(WebhookError::Queue(format!(
+                "{} entries refused",
+                out.failed().len()
+            )));
         }
     }
     info!(workspaces = members.len(), inline, "event queued");
@@ -191,7 +248,11 @@ async fn enqueue(state: &WebhookState, envelope: &EventHead, raw: &[u8]) -> Resu
 
 fn drop_unconnected(state: &WebhookState, why: &str) -> usize {
     let total = state.dropped_unconnected.fetch_add(1, Ordering::Relaxed) + 1;
-    info!(reason = why, dropped_total = total, "event acknowledged and dropped");
+    info!(
+        reason = why,
+        dropped_total = total,
+        "event acknowledged and dropped"
+    );
     0
 }
 
@@ -203,13 +264,21 @@ mod tests {
     const SAMPLE_SECRET: &[u8] = b"whsec_dev_local_webhook_secret";
 
     fn sample(name: &str) -> lambda_http::Request {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events").join(name);
-        let raw = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../events")
+            .join(name);
+        let raw =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         lambda_http::request::from_str(&raw).expect("an API Gateway v2 event")
     }
 
     fn body_and_header(request: &lambda_http::Request) -> (Vec<u8>, String) {
-        let header = request.headers().get("stripe-signature").and_then(|v| v.to_str().ok()).expect("signed sample").to_string();
+        let header = request
+            .headers()
+            .get("stripe-signature")
+            .and_then(|v| v.to_str().ok())
+            .expect("signed sample")
+            .to_string();
         (request.body().to_vec(), header)
     }
 
@@ -218,12 +287,26 @@ mod tests {
     fn base64_encoded_bodies_verify_over_the_original_bytes() {
         for name in ["webhook.json", "webhook-base64.json"] {
             let (body, header) = body_and_header(&sample(name));
-            let t: i64 = header.split(',').find_map(|p| p.strip_prefix("t=")).and_then(|t| t.parse().ok()).expect("t=");
-            assert_eq!(verify(&body, &header, &[SAMPLE_SECRET], t, 300), Ok(t), "{name}");
-            assert!(shared::stripe::envelope::parse_envelope(&body).is_ok(), "{name}");
+            let t: i64 = header
+                .split(',')
+                .find_map(|p| p.strip_prefix("t="))
+                .and_then(|t| t.parse().ok())
+                .expect("t=");
+            assert_eq!(
+                verify(&body, &header, &[SAMPLE_SECRET], t, 300),
+                Ok(t),
+                "{name}"
+            );
+            assert!(
+                shared::stripe::envelope::parse_envelope(&body).is_ok(),
+                "{name}"
+            );
             let mut tampered = body.clone();
             tampered[10] ^= 1;
-            assert!(verify(&tampered, &header, &[SAMPLE_SECRET], t, 300).is_err(), "{name}");
+            assert!(
+                verify(&tampered, &header, &[SAMPLE_SECRET], t, 300).is_err(),
+                "{name}"
+            );
         }
     }
 }

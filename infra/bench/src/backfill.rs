@@ -5,11 +5,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::Value;
-use shared::sync::LISTED;
 use shared::config::StripeEndpoints;
 use shared::secrets::Secret;
 use shared::stripe::client::{AccountCredential, StripeClient};
 use shared::sync::plan::{created_ranges, listing_window, LISTING_PARTS};
+use shared::sync::LISTED;
 use stripe_stub::{SeedAccount, StubConfig};
 use tokio::sync::mpsc;
 
@@ -28,7 +28,8 @@ const ENDPOINT_LIMIT_PER_SEC: f64 = 25.0;
 /// The rate-limit floor of a listing: the account limit over all its requests, or the
 /// per-endpoint limit over the busiest object type, whichever is longer.
 fn floor_secs(total_requests: u64, busiest_endpoint_requests: u64) -> f64 {
-    (total_requests as f64 / STRIPE_LIMIT_PER_SEC).max(busiest_endpoint_requests as f64 / ENDPOINT_LIMIT_PER_SEC)
+    (total_requests as f64 / STRIPE_LIMIT_PER_SEC)
+        .max(busiest_endpoint_requests as f64 / ENDPOINT_LIMIT_PER_SEC)
 }
 
 pub struct Sizes {
@@ -85,7 +86,11 @@ async fn stripe_side(stack: &Stack) -> anyhow::Result<(u64, u64, u64, Duration)>
         .into_iter()
         .sum();
     let elapsed = started.elapsed();
-    let busiest = LISTED.iter().map(|(path, _)| stack.stub.requests_served_under(path)).max().unwrap_or(0);
+    let busiest = LISTED
+        .iter()
+        .map(|(path, _)| stack.stub.requests_served_under(path))
+        .max()
+        .unwrap_or(0);
     Ok((objects, client.requests_made(), busiest, elapsed))
 }
 

@@ -37,7 +37,13 @@ impl Drop for Stack {
 impl Stack {
     pub async fn start(mut stub_config: StubConfig) -> anyhow::Result<Stack> {
         stub_config.port = 0;
-        let LocalParts { moto, stub, listener, base_url, mut env } = LocalParts::start(local_settings(), stub_config).await?;
+        let LocalParts {
+            moto,
+            stub,
+            listener,
+            base_url,
+            mut env,
+        } = LocalParts::start(local_settings(), stub_config).await?;
         env.insert("LOG_FORMAT".into(), "json".into());
         export_env(&env);
         let sdk_config = aws_config::load_from_env().await;

@@ -54,15 +54,31 @@ pub struct DevOptions {
 
 /// Starts everything on `listener`, reading each function's configuration from the environment,
 /// exactly as each Lambda does at cold start.
-pub async fn start(listener: TcpListener, aws: AwsClients, options: DevOptions) -> anyhow::Result<DevStack> {
+pub async fn start(
+    listener: TcpListener,
+    aws: AwsClients,
+    options: DevOptions,
+) -> anyhow::Result<DevStack> {
     let base_url = format!("http://{}", listener.local_addr()?);
-    let oauth = fn_oauth::init(&aws).await.map_err(|e| anyhow::anyhow!("oauth: {e}"))?;
-    let webhook = fn_webhook::init(&aws).await.map_err(|e| anyhow::anyhow!("webhook: {e}"))?;
-    let api = fn_api::init(&aws).await.map_err(|e| anyhow::anyhow!("api: {e}"))?;
-    let projector = fn_projector::init(&aws).await.map_err(|e| anyhow::anyhow!("projector: {e}"))?;
-    let sync = fn_sync::init(&aws).await.map_err(|e| anyhow::anyhow!("sync: {e}"))?;
+    let oauth = fn_oauth::init(&aws)
+        .await
+        .map_err(|e| anyhow::anyhow!("oauth: {e}"))?;
+    let webhook = fn_webhook::init(&aws)
+        .await
+        .map_err(|e| anyhow::anyhow!("webhook: {e}"))?;
+    let api = fn_api::init(&aws)
+        .await
+        .map_err(|e| anyhow::anyhow!("api: {e}"))?;
+    let projector = fn_projector::init(&aws)
+        .await
+        .map_err(|e| anyhow::anyhow!("projector: {e}"))?;
+    let sync = fn_sync::init(&aws)
+        .await
+        .map_err(|e| anyhow::anyhow!("sync: {e}"))?;
 
-    let auth = DevAuth { secret: Arc::new(options.jwt_secret.clone().into_bytes()) };
+    let auth = DevAuth {
+        secret: Arc::new(options.jwt_secret.clone().into_bytes()),
+    };
     let app = Router::new()
         .route("/dev/token", get(dev_token))
         .route("/dev/dashboard", get(dev_dashboard))
@@ -79,8 +95,16 @@ pub async fn start(listener: TcpListener, aws: AwsClients, options: DevOptions) 
     })];
     let event_queue = shared::config::required("EVENT_QUEUE_URL").context("EVENT_QUEUE_URL")?;
     let sync_queue = shared::config::required("SYNC_QUEUE_URL").context("SYNC_QUEUE_URL")?;
-    tasks.push(tokio::spawn(poll_queue(aws.sqs.clone(), event_queue, Consumer::Projector(projector))));
-    tasks.push(tokio::spawn(poll_queue(aws.sqs.clone(), sync_queue, Consumer::Sync(sync.clone()))));
+    tasks.push(tokio::spawn(poll_queue(
+        aws.sqs.clone(),
+        event_queue,
+        Consumer::Projector(projector),
+    )));
+    tasks.push(tokio::spawn(poll_queue(
+        aws.sqs.clone(),
+        sync_queue,
+        Consumer::Sync(sync.clone()),
+    )));
     if options.schedules {
         for (tier, every) in [("pro", 3 * 3600), ("scale", 30 * 60)] {
             let sync = sync.clone();
@@ -102,7 +126,11 @@ pub async fn start(listener: TcpListener, aws: AwsClients, options: DevOptions) 
 /// Stands in for API Gateway's JWT authorizer: a valid HS256 bearer token becomes the claims
 /// the functions read; anything else reaches them without claims (and they answer 401).
 async fn dev_authorizer(State(auth): State<DevAuth>, mut req: Request, next: Next) -> Response {
-    let token = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let token = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
     if let Some(claims) = token.and_then(|t| verify_dev_token(&auth.secret, t.trim()).ok()) {
         req.extensions_mut().insert(claims);
     }
@@ -110,7 +138,9 @@ async fn dev_authorizer(State(auth): State<DevAuth>, mut req: Request, next: Nex
 }
 
 /// Where the OAuth callback sends the browser locally (the real dashboard in production).
-async fn dev_dashboard(Query(q): Query<std::collections::BTreeMap<String, String>>) -> Json<serde_json::Value> {
+async fn dev_dashboard(
+    Query(q): Query<std::collections::BTreeMap<String, String>>,
+) -> Json<serde_json::Value> {
     Json(json!({"dashboard": "local stand-in", "query": q}))
 }
 
@@ -122,25 +152,71 @@ struct TokenParams {
 }
 
 /// `GET /dev/token?workspace_id=..&role=..` (dev server only).
-async fn dev_token(State(auth): State<DevAuth>, Query(p): Query<TokenParams>) -> Result<Json<serde_json::Value>, ApiError> {
-    let claims = claims_from_parts(Some(p.sub.as_deref().unwrap_or("dev-user")), p.workspace_id.as_deref(), p.role.as_deref())
-        .map_err(|_| ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_parameter", "workspace_id and role (owner|admin|agent|viewer) are required."))?;
-    Ok(Json(json!({"token": mint_dev_token(&auth.secret, &claims, 12 * 3600), "workspace_id": claims.workspace_id, "role": p.role})))
+async fn dev_token(
+    State(auth): State<DevAuth>,
+    Query(p): Query<TokenParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let claims = claims_from_parts(
+        Some(p.sub.as_deref().unwrap_or("dev-user")),
+        p.workspace_id.as_deref(),
+        p.role.as_deref(),
+    )
+    .map_err(|_| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            "workspace_id and role (owner|admin|agent|viewer) are required.",
+        )
+    })?;
+    Ok(Json(
+        json!({"token": mint_dev_token(&auth.secret, &claims, 12 * 3600), "workspace_id": claims.workspace_id, "role": p.role}),
+    ))
 }
 
 /// Connects `workspace_id` through the real flow: POST /v1/stripe/connect as an owner, follow the
 /// authorize URL on the Stripe stand-in (which approves at once), then the callback.
-pub async fn connect_workspace(base_url: &str, jwt_secret: &str, workspace_id: &str) -> anyhow::Result<()> {
-    let claims = shared::auth::Claims { sub: "dev-owner".into(), workspace_id: workspace_id.into(), role: shared::auth::Role::Owner };
+pub async fn connect_workspace(
+    base_url: &str,
+    jwt_secret: &str,
+    workspace_id: &str,
+) -> anyhow::Result<()> {
+    let claims = shared::auth::Claims {
+        sub: "dev-owner".into(),
+        workspace_id: workspace_id.into(),
+        role: shared::auth::Role::Owner,
+    };
     let token = mint_dev_token(jwt_secret.as_bytes(), &claims, 600);
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
-    let start: serde_json::Value =
-        http.post(format!("{base_url}/v1/stripe/connect")).bearer_auth(&token).send().await?.error_for_status()?.json().await?;
-    let authorize = start["authorize_url"].as_str().context("no authorize_url")?;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let start: serde_json::Value = http
+        .post(format!("{base_url}/v1/stripe/connect"))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let authorize = start["authorize_url"]
+        .as_str()
+        .context("no authorize_url")?;
     let approve = http.get(authorize).send().await?;
-    let callback = approve.headers().get("location").and_then(|l| l.to_str().ok()).context("stand-in did not redirect")?.to_string();
+    let callback = approve
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .context("stand-in did not redirect")?
+        .to_string();
     let done = http.get(&callback).send().await?;
-    let landed = done.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or_default().to_string();
-    anyhow::ensure!(landed.contains("stripe=connected"), "callback answered {landed}");
+    let landed = done
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    anyhow::ensure!(
+        landed.contains("stripe=connected"),
+        "callback answered {landed}"
+    );
     Ok(())
 }

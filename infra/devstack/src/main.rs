@@ -11,25 +11,57 @@ const JWT_SECRET: &str = "dev-jwt-secret-local-only";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    std::env::set_var("LOG_FORMAT", std::env::var("LOG_FORMAT").unwrap_or_else(|_| "pretty".into()));
+    std::env::set_var(
+        "LOG_FORMAT",
+        std::env::var("LOG_FORMAT").unwrap_or_else(|_| "pretty".into()),
+    );
     shared::telemetry::init();
-    let port: u16 = std::env::var("DEV_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8080);
-    let stub_port: u16 = std::env::var("STUB_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(12111);
+    let port: u16 = std::env::var("DEV_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(8080);
+    let stub_port: u16 = std::env::var("STUB_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(12111);
 
     let mut stub_config = stripe_stub::StubConfig::dev();
     stub_config.port = stub_port;
-    let settings = LocalSettings { port, webhook_secret: WEBHOOK_SECRET, platform_key: PLATFORM_KEY, dashboard_url: None };
-    let LocalParts { moto, stub, listener, base_url: base, mut env } =
-        LocalParts::start(settings, stub_config).await.context("set DEV_PORT or STUB_PORT to free ports")?;
+    let settings = LocalSettings {
+        port,
+        webhook_secret: WEBHOOK_SECRET,
+        platform_key: PLATFORM_KEY,
+        dashboard_url: None,
+    };
+    let LocalParts {
+        moto,
+        stub,
+        listener,
+        base_url: base,
+        mut env,
+    } = LocalParts::start(settings, stub_config)
+        .await
+        .context("set DEV_PORT or STUB_PORT to free ports")?;
     env.insert("LOCAL_JWT_SECRET".into(), JWT_SECRET.into());
     export_env(&env);
     let aws = shared::aws::AwsClients::from_env().await;
-    let _stack = start(listener, aws, DevOptions { jwt_secret: JWT_SECRET.into(), schedules: true }).await?;
+    let _stack = start(
+        listener,
+        aws,
+        DevOptions {
+            jwt_secret: JWT_SECRET.into(),
+            schedules: true,
+        },
+    )
+    .await?;
 
     // Connect the demo workspace through the real OAuth flow, so the card and panels have data.
     let connected = devstack::connect_workspace(&base, JWT_SECRET, "ws_dev").await;
     println!("\n  Stripe integration dev stack is up.\n");
-    println!("  API        {base}   (moto at {}, Stripe stand-in at {})", moto.endpoint, stub.base_url);
+    println!(
+        "  API        {base}   (moto at {}, Stripe stand-in at {})",
+        moto.endpoint, stub.base_url
+    );
     match connected {
         Ok(()) => println!("  Workspace  ws_dev is connected to the seeded Stripe account; the backfill is running.\n"),
         Err(e) => println!("  Workspace  ws_dev could not be connected: {e}\n"),

@@ -19,7 +19,11 @@ impl Consumer {
         match self {
             Consumer::Projector(app) => fn_projector::handle_batch(app, event).await,
             Consumer::Sync(app) => {
-                let ids: Vec<String> = event.records.iter().filter_map(|r| r.message_id.clone()).collect();
+                let ids: Vec<String> = event
+                    .records
+                    .iter()
+                    .filter_map(|r| r.message_id.clone())
+                    .collect();
                 let payload = serde_json::to_value(&event).unwrap_or_default();
                 match fn_sync::handle(app, payload).await {
                     Ok(v) => serde_json::from_value(v).unwrap_or_default(),
@@ -29,7 +33,8 @@ impl Consumer {
                         resp.batch_item_failures = ids
                             .into_iter()
                             .map(|id| {
-                                let mut f = aws_lambda_events::event::sqs::BatchItemFailure::default();
+                                let mut f =
+                                    aws_lambda_events::event::sqs::BatchItemFailure::default();
                                 f.item_identifier = id;
                                 f
                             })
@@ -83,17 +88,36 @@ pub async fn poll_queue(sqs: aws_sdk_sqs::Client, queue_url: String, consumer: C
             continue;
         }
         let mut event = SqsEvent::default();
-        event.records = messages.iter().map(|m| to_lambda_message(m, &queue_url)).collect();
+        event.records = messages
+            .iter()
+            .map(|m| to_lambda_message(m, &queue_url))
+            .collect();
         let response = consumer.handle(event).await;
-        let failed: std::collections::HashSet<String> = response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
+        let failed: std::collections::HashSet<String> = response
+            .batch_item_failures
+            .into_iter()
+            .map(|f| f.item_identifier)
+            .collect();
         let done: Vec<DeleteMessageBatchRequestEntry> = messages
             .iter()
             .filter(|m| m.message_id().is_some_and(|id| !failed.contains(id)))
             .enumerate()
-            .filter_map(|(i, m)| DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(m.receipt_handle()?).build().ok())
+            .filter_map(|(i, m)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle()?)
+                    .build()
+                    .ok()
+            })
             .collect();
         if !done.is_empty() {
-            if let Err(e) = sqs.delete_message_batch().queue_url(&queue_url).set_entries(Some(done)).send().await {
+            if let Err(e) = sqs
+                .delete_message_batch()
+                .queue_url(&queue_url)
+                .set_entries(Some(done))
+                .send()
+                .await
+            {
                 tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "delete failed; messages will be redelivered");
             }
         }

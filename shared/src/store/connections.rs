@@ -140,7 +140,10 @@ impl Connection {
             connected_by: String::new(),
             last_sync_at: None,
             last_error: None,
-            backfill: Backfill { status: BackfillStatus::Pending, progress: 0.0 },
+            backfill: Backfill {
+                status: BackfillStatus::Pending,
+                progress: 0.0,
+            },
             event_cursor: None,
             event_cursor_at: None,
             running_sync: None,
@@ -154,12 +157,17 @@ impl Connection {
 
     /// Only an active connection with a paid tier is on a schedule.
     fn tier_index(&self) -> Option<(String, String)> {
-        (self.status == ConnectionStatus::Active && self.tier.cadence_secs().is_some())
-            .then(|| (keys::tier_partition(self.tier.as_str()), keys::ws(&self.workspace_id)))
+        (self.status == ConnectionStatus::Active && self.tier.cadence_secs().is_some()).then(|| {
+            (
+                keys::tier_partition(self.tier.as_str()),
+                keys::ws(&self.workspace_id),
+            )
+        })
     }
 
     fn to_item(&self) -> Result<Item, StoreError> {
-        let mut item: Item = serde_dynamo::to_item(self).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut item: Item =
+            serde_dynamo::to_item(self).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         item.insert("pk".into(), s(keys::ws(&self.workspace_id)));
         item.insert("sk".into(), s(keys::CONNECTION));
         if let Some((pk, sk)) = self.tier_index() {
@@ -186,14 +194,21 @@ pub struct AccountMember {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyncSlotRefusal {
     /// Another sync holds the slot.
-    InProgress { run_id: String },
+    InProgress {
+        run_id: String,
+    },
     /// Free tier's daily quota is used; seconds until it resets.
-    DailyLimit { retry_after: i64 },
+    DailyLimit {
+        retry_after: i64,
+    },
     NotConnected,
 }
 
 impl Store {
-    pub async fn get_connection(&self, workspace_id: &str) -> Result<Option<Connection>, StoreError> {
+    pub async fn get_connection(
+        &self,
+        workspace_id: &str,
+    ) -> Result<Option<Connection>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -212,28 +227,42 @@ impl Store {
     pub async fn put_connection(&self, conn: &Connection) -> Result<(), StoreError> {
         match self.write_connection(conn, None).await? {
             true => Ok(()),
-            false => Err(StoreError::Contention(format!("connection {}", conn.workspace_id))),
+            false => Err(StoreError::Contention(format!(
+                "connection {}",
+                conn.workspace_id
+            ))),
         }
     }
 
     /// Writes the connection if the stored version is still `expected`; false if it moved on.
-    async fn write_connection(&self, conn: &Connection, expected: Option<i64>) -> Result<bool, StoreError> {
+    async fn write_connection(
+        &self,
+        conn: &Connection,
+        expected: Option<i64>,
+    ) -> Result<bool, StoreError> {
         let member = Put::builder()
             .table_name(&self.table)
             .item("pk", s(keys::account(&conn.account_id)))
             .item("sk", s(keys::account_member(&conn.workspace_id)))
             .item("workspace_id", s(&conn.workspace_id))
-            .item("active", AttributeValue::Bool(conn.status == ConnectionStatus::Active))
+            .item(
+                "active",
+                AttributeValue::Bool(conn.status == ConnectionStatus::Active),
+            )
             .build()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut main = Put::builder().table_name(&self.table).set_item(Some(conn.to_item()?));
+        let mut main = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(conn.to_item()?));
         if let Some(version) = expected {
             main = main
                 .condition_expression("attribute_exists(pk) AND (version = :v OR (attribute_not_exists(version) AND :v = :zero))")
                 .expression_attribute_values(":v", n(version))
                 .expression_attribute_values(":zero", n(0));
         }
-        let main = main.build().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let main = main
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let result = self
             .client
             .transact_write_items()
@@ -264,7 +293,11 @@ impl Store {
     }
 
     /// Replaces a connection, moving the account map when the account changed (reconnect).
-    pub async fn replace_connection(&self, previous: Option<&Connection>, conn: &Connection) -> Result<(), StoreError> {
+    pub async fn replace_connection(
+        &self,
+        previous: Option<&Connection>,
+        conn: &Connection,
+    ) -> Result<(), StoreError> {
         if let Some(prev) = previous.filter(|p| p.account_id != conn.account_id) {
             self.client
                 .delete_item()
@@ -280,12 +313,18 @@ impl Store {
 
     /// Read-modify-write of a connection, retried if another writer got there first; `f`
     /// returns false to skip writing (and is called again on the fresh state after a race).
-    pub async fn update_connection<F>(&self, workspace_id: &str, mut f: F) -> Result<Option<Connection>, StoreError>
+    pub async fn update_connection<F>(
+        &self,
+        workspace_id: &str,
+        mut f: F,
+    ) -> Result<Option<Connection>, StoreError>
     where
         F: FnMut(&mut Connection) -> bool,
     {
         for _ in 0..8 {
-            let Some(mut conn) = self.get_connection(workspace_id).await? else { return Ok(None) };
+            let Some(mut conn) = self.get_connection(workspace_id).await? else {
+                return Ok(None);
+            };
             if !f(&mut conn) {
                 return Ok(Some(conn));
             }
@@ -299,7 +338,10 @@ impl Store {
     }
 
     /// Every workspace connected to a Stripe account (usually one).
-    pub async fn account_members(&self, account_id: &str) -> Result<Vec<AccountMember>, StoreError> {
+    pub async fn account_members(
+        &self,
+        account_id: &str,
+    ) -> Result<Vec<AccountMember>, StoreError> {
         let out = self
             .client
             .query()
@@ -322,7 +364,10 @@ impl Store {
     }
 
     /// Active connections of a tier, from the sparse tier index (never a scan).
-    pub async fn connections_in_tier(&self, tier: Tier) -> Result<Vec<(String, String)>, StoreError> {
+    pub async fn connections_in_tier(
+        &self,
+        tier: Tier,
+    ) -> Result<Vec<(String, String)>, StoreError> {
         let mut out = Vec::new();
         let mut start = None;
         loop {
@@ -338,7 +383,9 @@ impl Store {
                 .await
                 .map_err(StoreError::sdk)?;
             for item in page.items() {
-                if let (Some(ws), Some(acct)) = (get_s(item, "workspace_id"), get_s(item, "account_id")) {
+                if let (Some(ws), Some(acct)) =
+                    (get_s(item, "workspace_id"), get_s(item, "account_id"))
+                {
                     out.push((ws.to_string(), acct.to_string()));
                 }
             }
@@ -360,7 +407,12 @@ impl Store {
             .send()
             .await
             .map_err(StoreError::sdk)?;
-        Ok(out.item.as_ref().and_then(|i| get_s(i, "tier")).and_then(Tier::parse).unwrap_or_default())
+        Ok(out
+            .item
+            .as_ref()
+            .and_then(|i| get_s(i, "tier"))
+            .and_then(Tier::parse)
+            .unwrap_or_default())
     }
 
     /// Records the plan and applies it to the connection (and so to the schedules).
@@ -393,21 +445,31 @@ impl Store {
         now: i64,
         lease_secs: i64,
     ) -> Result<Result<Connection, SyncSlotRefusal>, StoreError> {
-        let Some(conn) = self.get_connection(workspace_id).await? else { return Ok(Err(SyncSlotRefusal::NotConnected)) };
+        let Some(conn) = self.get_connection(workspace_id).await? else {
+            return Ok(Err(SyncSlotRefusal::NotConnected));
+        };
         if conn.status != ConnectionStatus::Active {
             return Ok(Err(SyncSlotRefusal::NotConnected));
         }
         if let (Some(running), Some(until)) = (&conn.running_sync, conn.running_sync_until) {
             if until > now {
-                return Ok(Err(SyncSlotRefusal::InProgress { run_id: running.clone() }));
+                return Ok(Err(SyncSlotRefusal::InProgress {
+                    run_id: running.clone(),
+                }));
             }
         }
         let today = crate::time::day_of(now).to_string();
-        let used_today = if conn.manual_sync_day.as_deref() == Some(today.as_str()) { conn.manual_sync_count } else { 0 };
+        let used_today = if conn.manual_sync_day.as_deref() == Some(today.as_str()) {
+            conn.manual_sync_count
+        } else {
+            0
+        };
         if manual {
             if let Some(limit) = conn.tier.manual_sync_limit() {
                 if used_today >= limit {
-                    return Ok(Err(SyncSlotRefusal::DailyLimit { retry_after: crate::time::seconds_to_next_utc_day(now) }));
+                    return Ok(Err(SyncSlotRefusal::DailyLimit {
+                        retry_after: crate::time::seconds_to_next_utc_day(now),
+                    }));
                 }
             }
         }
@@ -438,17 +500,23 @@ impl Store {
             .expression_attribute_values(":one", n(1))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
         if manual {
-            request = request.expression_attribute_values(":day", s(&today)).expression_attribute_values(":count", n(used_today as i64 + 1));
+            request = request
+                .expression_attribute_values(":day", s(&today))
+                .expression_attribute_values(":count", n(used_today as i64 + 1));
         }
         let result = request.send().await;
         match result {
-            Ok(out) => Ok(Ok(Connection::from_item(out.attributes.unwrap_or_default())?)),
+            Ok(out) => Ok(Ok(Connection::from_item(
+                out.attributes.unwrap_or_default(),
+            )?)),
             Err(e) if is_condition_failure(&e) => {
                 // Lost a race: report the current holder.
                 let current = self.get_connection(workspace_id).await?;
                 Ok(Err(match current.and_then(|c| c.running_sync) {
                     Some(run_id) => SyncSlotRefusal::InProgress { run_id },
-                    None => SyncSlotRefusal::InProgress { run_id: String::new() },
+                    None => SyncSlotRefusal::InProgress {
+                        run_id: String::new(),
+                    },
                 }))
             }
             Err(e) => Err(StoreError::sdk(e)),
@@ -456,7 +524,11 @@ impl Store {
     }
 
     /// Frees the slot if `run_id` still holds it.
-    pub async fn release_sync_slot(&self, workspace_id: &str, run_id: &str) -> Result<(), StoreError> {
+    pub async fn release_sync_slot(
+        &self,
+        workspace_id: &str,
+        run_id: &str,
+    ) -> Result<(), StoreError> {
         let result = self
             .client
             .update_item()
@@ -478,7 +550,12 @@ impl Store {
     }
 
     /// Records an OAuth state nonce until it expires (TTL removes it later).
-    pub async fn put_oauth_nonce(&self, workspace_id: &str, nonce: &str, expires_at: i64) -> Result<(), StoreError> {
+    pub async fn put_oauth_nonce(
+        &self,
+        workspace_id: &str,
+        nonce: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
         self.client
             .put_item()
             .table_name(&self.table)
@@ -492,7 +569,12 @@ impl Store {
     }
 
     /// Consumes a nonce: true exactly once for a nonce that exists and has not expired.
-    pub async fn consume_oauth_nonce(&self, workspace_id: &str, nonce: &str, now: i64) -> Result<bool, StoreError> {
+    pub async fn consume_oauth_nonce(
+        &self,
+        workspace_id: &str,
+        nonce: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let result = self
             .client
             .delete_item()

@@ -9,7 +9,10 @@ use base64::Engine;
 
 use super::connections::ConnectionStatus;
 use super::{get_bool, get_n, get_s, is_condition_failure, keys, n, s, Item, Store, StoreError};
-use crate::projection::{diff, CatalogItem, Change, CustomerAggregate, MetricDelta, MetricKey, PanelCustomer, StoredPanel};
+use crate::projection::{
+    diff, CatalogItem, Change, CustomerAggregate, MetricDelta, MetricKey, PanelCustomer,
+    StoredPanel,
+};
 
 /// DynamoDB allows 100 items per transaction: the aggregate, the dedup marker, and the rest.
 const MAX_METRIC_ITEMS: usize = 98;
@@ -33,7 +36,12 @@ pub struct CustomerFilter {
 #[error("the cursor is not one this list handed out")]
 pub struct InvalidCursor;
 
-fn metric_update(table: &str, ws: &str, key: &MetricKey, delta: &MetricDelta) -> Result<Update, StoreError> {
+fn metric_update(
+    table: &str,
+    ws: &str,
+    key: &MetricKey,
+    delta: &MetricDelta,
+) -> Result<Update, StoreError> {
     let fields = serde_json::to_value(delta).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let mut builder = Update::builder()
         .table_name(table)
@@ -44,17 +52,30 @@ fn metric_update(table: &str, ws: &str, key: &MetricKey, delta: &MetricDelta) ->
         let v = value.as_i64().unwrap_or(0);
         if v != 0 {
             clauses.push(format!("#f{i} :v{i}"));
-            builder = builder.expression_attribute_names(format!("#f{i}"), name).expression_attribute_values(format!(":v{i}"), n(v));
+            builder = builder
+                .expression_attribute_names(format!("#f{i}"), name)
+                .expression_attribute_values(format!(":v{i}"), n(v));
         }
     }
-    builder.update_expression(format!("ADD {}", clauses.join(", "))).build().map_err(|e| StoreError::Corrupt(e.to_string()))
+    builder
+        .update_expression(format!("ADD {}", clauses.join(", ")))
+        .build()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn customer_item(ws: &str, aggregate_id: &str, agg: &CustomerAggregate, version: i64) -> Result<Item, StoreError> {
+fn customer_item(
+    ws: &str,
+    aggregate_id: &str,
+    agg: &CustomerAggregate,
+    version: i64,
+) -> Result<Item, StoreError> {
     let mut item = Item::new();
     item.insert("pk".into(), s(keys::ws(ws)));
     item.insert("sk".into(), s(keys::customer(aggregate_id)));
-    item.insert("agg".into(), s(serde_json::to_string(agg).map_err(|e| StoreError::Corrupt(e.to_string()))?));
+    item.insert(
+        "agg".into(),
+        s(serde_json::to_string(agg).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+    );
     item.insert("version".into(), n(version));
     item.insert("customer_id".into(), s(aggregate_id));
     item.insert("deleted".into(), AttributeValue::Bool(agg.is_deleted()));
@@ -63,13 +84,23 @@ fn customer_item(ws: &str, aggregate_id: &str, agg: &CustomerAggregate, version:
     item.insert("synced_at".into(), n(agg.synced_at()));
     let panel = agg.panel_customer();
     if let Some(panel) = &panel {
-        item.insert("panel".into(), s(serde_json::to_string(panel).map_err(|e| StoreError::Corrupt(e.to_string()))?));
+        item.insert(
+            "panel".into(),
+            s(serde_json::to_string(panel).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+        );
         item.insert("status".into(), s(&panel.payment_status));
         item.insert("mrr".into(), n(panel.mrr.amount));
         if !agg.is_deleted() {
-            let currency = if panel.mrr.currency.is_empty() { "none" } else { panel.mrr.currency.as_str() };
+            let currency = if panel.mrr.currency.is_empty() {
+                "none"
+            } else {
+                panel.mrr.currency.as_str()
+            };
             item.insert("gsi3pk".into(), s(keys::mrr_partition(ws, currency)));
-            item.insert("gsi3sk".into(), s(keys::mrr_sort(panel.mrr.amount, aggregate_id)));
+            item.insert(
+                "gsi3sk".into(),
+                s(keys::mrr_sort(panel.mrr.amount, aggregate_id)),
+            );
         }
     }
     if let Some(email) = agg.email_key().filter(|e| !e.is_empty()) {
@@ -81,7 +112,9 @@ fn customer_item(ws: &str, aggregate_id: &str, agg: &CustomerAggregate, version:
 
 fn stored_panel(item: &Item) -> Result<StoredPanel, StoreError> {
     let customer: Option<PanelCustomer> = match get_s(item, "panel") {
-        Some(raw) => Some(serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(format!("panel: {e}")))?),
+        Some(raw) => Some(
+            serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(format!("panel: {e}")))?,
+        ),
         None => None,
     };
     Ok(StoredPanel {
@@ -95,8 +128,10 @@ fn stored_panel(item: &Item) -> Result<StoredPanel, StoreError> {
 }
 
 fn encode_cursor(key: &Item) -> String {
-    let map: std::collections::BTreeMap<&str, &str> =
-        key.iter().filter_map(|(k, v)| v.as_s().ok().map(|v| (k.as_str(), v.as_str()))).collect();
+    let map: std::collections::BTreeMap<&str, &str> = key
+        .iter()
+        .filter_map(|(k, v)| v.as_s().ok().map(|v| (k.as_str(), v.as_str())))
+        .collect();
     B64.encode(serde_json::to_vec(&map).unwrap_or_default())
 }
 
@@ -107,19 +142,28 @@ fn decode_cursor(raw: &str, partition_attr: &str, partition: &str) -> Result<Ite
         return Err(InvalidCursor);
     }
     let bytes = B64.decode(raw).map_err(|_| InvalidCursor)?;
-    let map: std::collections::BTreeMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| InvalidCursor)?;
+    let map: std::collections::BTreeMap<String, String> =
+        serde_json::from_slice(&bytes).map_err(|_| InvalidCursor)?;
     const ALLOWED: [&str; 4] = ["pk", "sk", "gsi3pk", "gsi3sk"];
-    if map.keys().any(|k| !ALLOWED.contains(&k.as_str())) || map.get(partition_attr).map(String::as_str) != Some(partition) {
+    if map.keys().any(|k| !ALLOWED.contains(&k.as_str()))
+        || map.get(partition_attr).map(String::as_str) != Some(partition)
+    {
         return Err(InvalidCursor);
     }
-    if map.get("pk").is_some_and(|pk| !pk.starts_with(&partition[..partition.find('#').map(|i| i + 1).unwrap_or(0)])) {
+    if map.get("pk").is_some_and(|pk| {
+        !pk.starts_with(&partition[..partition.find('#').map(|i| i + 1).unwrap_or(0)])
+    }) {
         return Err(InvalidCursor);
     }
     Ok(map.into_iter().map(|(k, v)| (k, s(v))).collect())
 }
 
 impl Store {
-    async fn read_aggregate(&self, ws: &str, aggregate_id: &str) -> Result<(CustomerAggregate, i64), StoreError> {
+    async fn read_aggregate(
+        &self,
+        ws: &str,
+        aggregate_id: &str,
+    ) -> Result<(CustomerAggregate, i64), StoreError> {
         let out = self
             .client
             .get_item()
@@ -134,14 +178,19 @@ impl Store {
         match out.item {
             None => Ok((CustomerAggregate::default(), 0)),
             Some(item) => {
-                let agg = serde_json::from_str(get_s(&item, "agg").unwrap_or("{}")).map_err(|e| StoreError::Corrupt(format!("aggregate: {e}")))?;
+                let agg = serde_json::from_str(get_s(&item, "agg").unwrap_or("{}"))
+                    .map_err(|e| StoreError::Corrupt(format!("aggregate: {e}")))?;
                 Ok((agg, get_n(&item, "version").unwrap_or(0)))
             }
         }
     }
 
     /// The stored aggregate, for tests and reconciliation.
-    pub async fn get_aggregate(&self, ws: &str, aggregate_id: &str) -> Result<Option<CustomerAggregate>, StoreError> {
+    pub async fn get_aggregate(
+        &self,
+        ws: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<CustomerAggregate>, StoreError> {
         let (agg, version) = self.read_aggregate(ws, aggregate_id).await?;
         Ok((version > 0).then_some(agg))
     }
@@ -169,11 +218,17 @@ impl Store {
                     // halves in turn. Application is order-independent, so the end state is the
                     // same, and a history of a few hundred days takes a handful of writes.
                     let (first, second) = changes.split_at(changes.len() / 2);
-                    let a = Box::pin(self.apply_customer_changes(ws, aggregate_id, first, None)).await?;
-                    let b = Box::pin(self.apply_customer_changes(ws, aggregate_id, second, event_id)).await?;
+                    let a = Box::pin(self.apply_customer_changes(ws, aggregate_id, first, None))
+                        .await?;
+                    let b =
+                        Box::pin(self.apply_customer_changes(ws, aggregate_id, second, event_id))
+                            .await?;
                     return Ok(a || b);
                 }
-                return Err(StoreError::Corrupt(format!("one change touches {} metric days", deltas.len())));
+                return Err(StoreError::Corrupt(format!(
+                    "one change touches {} metric days",
+                    deltas.len()
+                )));
             }
             let item = customer_item(ws, aggregate_id, &new, version + 1)?;
             let (condition, values) = if version == 0 {
@@ -184,7 +239,12 @@ impl Store {
             if deltas.is_empty() && event_id.is_none() {
                 // Nothing else to keep in step: a conditional put is enough (and half the cost
                 // of a transaction).
-                let mut put = self.client.put_item().table_name(&self.table).set_item(Some(item)).condition_expression(condition);
+                let mut put = self
+                    .client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .condition_expression(condition);
                 if let Some(v) = values {
                     put = put.expression_attribute_values(":v", v);
                 }
@@ -194,26 +254,47 @@ impl Store {
                     Err(e) => return Err(StoreError::sdk(e)),
                 }
             }
-            let mut put = Put::builder().table_name(&self.table).set_item(Some(item)).condition_expression(condition);
+            let mut put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression(condition);
             if let Some(v) = values {
                 put = put.expression_attribute_values(":v", v);
             }
-            let mut items = vec![TransactWriteItem::builder().put(put.build().map_err(|e| StoreError::Corrupt(e.to_string()))?).build()];
+            let mut items = vec![TransactWriteItem::builder()
+                .put(
+                    put.build()
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                )
+                .build()];
             let dedup_index = event_id.map(|id| {
                 let marker = Put::builder()
                     .table_name(&self.table)
                     .item("pk", s(keys::dedup(ws, id)))
                     .item("sk", s("-"))
-                    .item("expires_at", n(crate::time::now_unix() + keys::DEDUP_TTL_SECS))
+                    .item(
+                        "expires_at",
+                        n(crate::time::now_unix() + keys::DEDUP_TTL_SECS),
+                    )
                     .condition_expression("attribute_not_exists(pk)")
                     .build();
                 items.push(TransactWriteItem::builder().set_put(marker.ok()).build());
                 items.len() - 1
             });
             for (key, delta) in &deltas {
-                items.push(TransactWriteItem::builder().update(metric_update(&self.table, ws, key, delta)?).build());
+                items.push(
+                    TransactWriteItem::builder()
+                        .update(metric_update(&self.table, ws, key, delta)?)
+                        .build(),
+                );
             }
-            match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await
+            {
                 Ok(_) => return Ok(true),
                 Err(e) => {
                     let reasons: Vec<String> = e
@@ -228,13 +309,23 @@ impl Store {
                     if reasons.is_empty() {
                         return Err(StoreError::sdk(e));
                     }
-                    if dedup_index.is_some_and(|i| reasons.get(i).map(String::as_str) == Some("ConditionalCheckFailed")) {
+                    if dedup_index.is_some_and(|i| {
+                        reasons.get(i).map(String::as_str) == Some("ConditionalCheckFailed")
+                    }) {
                         tracing::info!("duplicate delivery; already projected");
                         return Ok(false);
                     }
-                    let retryable = reasons.iter().all(|r| matches!(r.as_str(), "None" | "ConditionalCheckFailed" | "TransactionConflict"));
+                    let retryable = reasons.iter().all(|r| {
+                        matches!(
+                            r.as_str(),
+                            "None" | "ConditionalCheckFailed" | "TransactionConflict"
+                        )
+                    });
                     if !retryable {
-                        return Err(StoreError::Unavailable(format!("transaction cancelled: {}", reasons.join(","))));
+                        return Err(StoreError::Unavailable(format!(
+                            "transaction cancelled: {}",
+                            reasons.join(",")
+                        )));
                     }
                     // Lost a race with another writer of this aggregate: read again.
                 }
@@ -245,7 +336,10 @@ impl Store {
 
     /// A product or price; true if it replaced the stored version.
     pub async fn put_catalog(&self, ws: &str, item: &CatalogItem) -> Result<bool, StoreError> {
-        let kind = serde_json::to_value(item.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let kind = serde_json::to_value(item.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
         let sk = keys::catalog(&kind, &item.id);
         let out = self
             .client
@@ -257,15 +351,27 @@ impl Store {
             .send()
             .await
             .map_err(StoreError::sdk)?;
-        let stored: Option<CatalogItem> =
-            out.item.as_ref().and_then(|i| get_s(i, "data")).and_then(|raw| serde_json::from_str(raw).ok());
+        let stored: Option<CatalogItem> = out
+            .item
+            .as_ref()
+            .and_then(|i| get_s(i, "data"))
+            .and_then(|raw| serde_json::from_str(raw).ok());
         if !item.supersedes(stored.as_ref()) {
             return Ok(false);
         }
         let data = serde_json::to_string(item).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut put = self.client.put_item().table_name(&self.table).item("pk", s(keys::ws(ws))).item("sk", s(&sk)).item("data", s(&data));
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(keys::ws(ws)))
+            .item("sk", s(&sk))
+            .item("data", s(&data));
         put = match out.item.as_ref().and_then(|i| get_s(i, "data")) {
-            Some(prev) => put.condition_expression("#d = :prev").expression_attribute_names("#d", "data").expression_attribute_values(":prev", s(prev)),
+            Some(prev) => put
+                .condition_expression("#d = :prev")
+                .expression_attribute_names("#d", "data")
+                .expression_attribute_values(":prev", s(prev)),
             None => put.condition_expression("attribute_not_exists(pk)"),
         };
         match put.send().await {
@@ -276,7 +382,12 @@ impl Store {
         }
     }
 
-    pub async fn get_catalog(&self, ws: &str, kind: &str, id: &str) -> Result<Option<CatalogItem>, StoreError> {
+    pub async fn get_catalog(
+        &self,
+        ws: &str,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<CatalogItem>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -286,11 +397,19 @@ impl Store {
             .send()
             .await
             .map_err(StoreError::sdk)?;
-        Ok(out.item.as_ref().and_then(|i| get_s(i, "data")).and_then(|raw| serde_json::from_str(raw).ok()))
+        Ok(out
+            .item
+            .as_ref()
+            .and_then(|i| get_s(i, "data"))
+            .and_then(|raw| serde_json::from_str(raw).ok()))
     }
 
     /// One GetItem: the panel of a customer by id.
-    pub async fn panel_by_id(&self, ws: &str, customer_id: &str) -> Result<Option<StoredPanel>, StoreError> {
+    pub async fn panel_by_id(
+        &self,
+        ws: &str,
+        customer_id: &str,
+    ) -> Result<Option<StoredPanel>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -310,7 +429,14 @@ impl Store {
         ws: &str,
         customer_id: &str,
     ) -> Result<(Option<StoredPanel>, Option<ConnectionStatus>), StoreError> {
-        let key = |sk: String| -> Item { [("pk".to_string(), s(keys::ws(ws))), ("sk".to_string(), s(sk))].into_iter().collect() };
+        let key = |sk: String| -> Item {
+            [
+                ("pk".to_string(), s(keys::ws(ws))),
+                ("sk".to_string(), s(sk)),
+            ]
+            .into_iter()
+            .collect()
+        };
         let mut request = KeysAndAttributes::builder()
             .keys(key(keys::customer(customer_id)))
             .keys(key(keys::CONNECTION.to_string()))
@@ -327,9 +453,16 @@ impl Store {
                 .send()
                 .await
                 .map_err(StoreError::sdk)?;
-            for item in out.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
+            for item in out
+                .responses()
+                .and_then(|r| r.get(&self.table))
+                .into_iter()
+                .flatten()
+            {
                 if get_s(item, "sk") == Some(keys::CONNECTION) {
-                    status = get_s(item, "status").and_then(|st| serde_json::from_value(serde_json::Value::String(st.into())).ok());
+                    status = get_s(item, "status").and_then(|st| {
+                        serde_json::from_value(serde_json::Value::String(st.into())).ok()
+                    });
                 } else {
                     panel = Some(stored_panel(item)?);
                 }
@@ -343,11 +476,17 @@ impl Store {
                 _ => return Ok((panel, status)),
             }
         }
-        Err(StoreError::Unavailable("batch read kept coming back unprocessed".into()))
+        Err(StoreError::Unavailable(
+            "batch read kept coming back unprocessed".into(),
+        ))
     }
 
     /// One Query on the email index: every customer with this email, and a manual link if set.
-    pub async fn panels_by_email(&self, ws: &str, email: &str) -> Result<(Vec<StoredPanel>, Option<String>), StoreError> {
+    pub async fn panels_by_email(
+        &self,
+        ws: &str,
+        email: &str,
+    ) -> Result<(Vec<StoredPanel>, Option<String>), StoreError> {
         let out = self
             .client
             .query()
@@ -371,7 +510,12 @@ impl Store {
     }
 
     /// A manual link of an email to a customer; it wins over email matching.
-    pub async fn put_link(&self, ws: &str, email: &str, customer_id: &str) -> Result<(), StoreError> {
+    pub async fn put_link(
+        &self,
+        ws: &str,
+        email: &str,
+        customer_id: &str,
+    ) -> Result<(), StoreError> {
         self.client
             .put_item()
             .table_name(&self.table)
@@ -388,8 +532,16 @@ impl Store {
 
     /// The filtered customer list, one Query: on the MRR index when a currency or MRR bound is
     /// given, else over the workspace's customers; `status` is a filter on the page.
-    pub async fn list_customers(&self, ws: &str, filter: &CustomerFilter) -> Result<Result<(Vec<StoredPanel>, Option<String>), InvalidCursor>, StoreError> {
-        let mut query = self.client.query().table_name(&self.table).limit(filter.limit.clamp(1, 100));
+    pub async fn list_customers(
+        &self,
+        ws: &str,
+        filter: &CustomerFilter,
+    ) -> Result<Result<(Vec<StoredPanel>, Option<String>), InvalidCursor>, StoreError> {
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .limit(filter.limit.clamp(1, 100));
         let (partition_attr, partition) = match &filter.currency {
             Some(currency) => {
                 let partition = keys::mrr_partition(ws, currency);
@@ -397,8 +549,14 @@ impl Store {
                     .index_name("mrr")
                     .key_condition_expression("gsi3pk = :p AND gsi3sk BETWEEN :lo AND :hi")
                     .expression_attribute_values(":p", s(&partition))
-                    .expression_attribute_values(":lo", s(keys::mrr_sort(filter.min_mrr.unwrap_or(0), "")))
-                    .expression_attribute_values(":hi", s(keys::mrr_sort(filter.max_mrr.unwrap_or(i64::MAX / 10), "~")));
+                    .expression_attribute_values(
+                        ":lo",
+                        s(keys::mrr_sort(filter.min_mrr.unwrap_or(0), "")),
+                    )
+                    .expression_attribute_values(
+                        ":hi",
+                        s(keys::mrr_sort(filter.max_mrr.unwrap_or(i64::MAX / 10), "~")),
+                    );
                 ("gsi3pk", partition)
             }
             None => {
@@ -415,7 +573,9 @@ impl Store {
         let mut filters = vec!["attribute_exists(panel)".to_string()];
         if let Some(status) = &filter.status {
             filters.push("#st = :status".into());
-            query = query.expression_attribute_names("#st", "status").expression_attribute_values(":status", s(status));
+            query = query
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_values(":status", s(status));
         }
         if filter.currency.is_none() {
             if let Some(min) = filter.min_mrr {
@@ -435,7 +595,11 @@ impl Store {
             }
         }
         let out = query.send().await.map_err(StoreError::sdk)?;
-        let panels = out.items().iter().map(stored_panel).collect::<Result<Vec<_>, _>>()?;
+        let panels = out
+            .items()
+            .iter()
+            .map(stored_panel)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Ok((panels, out.last_evaluated_key().map(encode_cursor))))
     }
 }

@@ -76,7 +76,10 @@ mod tests {
 
     #[test]
     fn emails_are_trimmed_and_case_folded() {
-        assert_eq!(email_partition("w", "  Jane.Doe@Example.COM "), "WS#w#EMAIL#jane.doe@example.com");
+        assert_eq!(
+            email_partition("w", "  Jane.Doe@Example.COM "),
+            "WS#w#EMAIL#jane.doe@example.com"
+        );
         assert_eq!(mrr_sort(2000, "cus_1"), "0000000000002000#cus_1");
         assert!(mrr_sort(999, "a") < mrr_sort(1000, "a"));
     }

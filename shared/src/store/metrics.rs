@@ -7,7 +7,11 @@ use super::{get_s, keys, s, Store, StoreError};
 use crate::projection::{MetricDelta, MetricKey};
 
 impl Store {
-    pub async fn metric_days(&self, ws: &str, to: NaiveDate) -> Result<Vec<(MetricKey, MetricDelta)>, StoreError> {
+    pub async fn metric_days(
+        &self,
+        ws: &str,
+        to: NaiveDate,
+    ) -> Result<Vec<(MetricKey, MetricDelta)>, StoreError> {
         let mut days = Vec::new();
         let mut start = None;
         loop {
@@ -23,12 +27,24 @@ impl Store {
                 .await
                 .map_err(StoreError::sdk)?;
             for item in page.items() {
-                let Some((day, currency)) = get_s(item, "sk").and_then(|sk| sk.strip_prefix("D#")).and_then(|r| r.split_once('#')) else {
+                let Some((day, currency)) = get_s(item, "sk")
+                    .and_then(|sk| sk.strip_prefix("D#"))
+                    .and_then(|r| r.split_once('#'))
+                else {
                     continue;
                 };
-                let Ok(day) = day.parse::<NaiveDate>() else { continue };
-                let delta: MetricDelta = serde_dynamo::from_item(item.clone()).map_err(|e| StoreError::Corrupt(format!("metric day: {e}")))?;
-                days.push((MetricKey { currency: currency.to_string(), day }, delta));
+                let Ok(day) = day.parse::<NaiveDate>() else {
+                    continue;
+                };
+                let delta: MetricDelta = serde_dynamo::from_item(item.clone())
+                    .map_err(|e| StoreError::Corrupt(format!("metric day: {e}")))?;
+                days.push((
+                    MetricKey {
+                        currency: currency.to_string(),
+                        day,
+                    },
+                    delta,
+                ));
             }
             start = page.last_evaluated_key;
             if start.is_none() {

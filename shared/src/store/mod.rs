@@ -29,7 +29,9 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub(crate) fn sdk<E: std::error::Error + 'static, R: std::fmt::Debug>(e: aws_sdk_dynamodb::error::SdkError<E, R>) -> Self {
+    pub(crate) fn sdk<E: std::error::Error + 'static, R: std::fmt::Debug>(
+        e: aws_sdk_dynamodb::error::SdkError<E, R>,
+    ) -> Self {
         StoreError::Unavailable(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
     }
 }
@@ -39,7 +41,10 @@ pub(crate) fn is_condition_failure<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
 {
-    e.as_service_error().and_then(|s| s.code()).map(|c| c == "ConditionalCheckFailedException").unwrap_or(false)
+    e.as_service_error()
+        .and_then(|s| s.code())
+        .map(|c| c == "ConditionalCheckFailedException")
+        .unwrap_or(false)
 }
 
 #[derive(Clone, Debug)]
@@ -50,7 +55,10 @@ pub struct Store {
 
 impl Store {
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 
     pub fn table(&self) -> &str {
@@ -67,11 +75,15 @@ pub(crate) fn n(v: i64) -> AttributeValue {
 }
 
 pub(crate) fn get_s<'a>(item: &'a Item, key: &str) -> Option<&'a str> {
-    item.get(key).and_then(|v| v.as_s().ok()).map(String::as_str)
+    item.get(key)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
 }
 
 pub(crate) fn get_n(item: &Item, key: &str) -> Option<i64> {
-    item.get(key).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+    item.get(key)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 pub(crate) fn get_bool(item: &Item, key: &str) -> Option<bool> {

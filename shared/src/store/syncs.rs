@@ -38,7 +38,12 @@ impl Counts {
         }
     }
     pub fn total(&self) -> u64 {
-        self.customers + self.subscriptions + self.invoices + self.charges + self.products + self.prices
+        self.customers
+            + self.subscriptions
+            + self.invoices
+            + self.charges
+            + self.products
+            + self.prices
     }
 }
 
@@ -74,7 +79,10 @@ pub struct SyncRun {
 impl SyncRun {
     /// Run ids sort by creation time, so a descending query lists newest first.
     pub fn new_id(now: i64) -> String {
-        format!("{now:010}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+        format!(
+            "{now:010}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        )
     }
 
     pub fn new(workspace_id: &str, account_id: &str, trigger: SyncTrigger, now: i64) -> Self {
@@ -113,14 +121,25 @@ impl SyncRun {
 
 impl Store {
     pub async fn put_sync_run(&self, run: &SyncRun) -> Result<(), StoreError> {
-        let mut item: Item = serde_dynamo::to_item(run).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut item: Item =
+            serde_dynamo::to_item(run).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         item.insert("pk".into(), s(keys::ws(&run.workspace_id)));
         item.insert("sk".into(), s(keys::sync_run(&run.id)));
-        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(StoreError::sdk)?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
         Ok(())
     }
 
-    pub async fn get_sync_run(&self, workspace_id: &str, run_id: &str) -> Result<Option<SyncRun>, StoreError> {
+    pub async fn get_sync_run(
+        &self,
+        workspace_id: &str,
+        run_id: &str,
+    ) -> Result<Option<SyncRun>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -130,11 +149,20 @@ impl Store {
             .send()
             .await
             .map_err(StoreError::sdk)?;
-        out.item.map(|i| serde_dynamo::from_item(i).map_err(|e| StoreError::Corrupt(format!("sync run: {e}")))).transpose()
+        out.item
+            .map(|i| {
+                serde_dynamo::from_item(i)
+                    .map_err(|e| StoreError::Corrupt(format!("sync run: {e}")))
+            })
+            .transpose()
     }
 
     /// Newest first, at most `limit`.
-    pub async fn list_sync_runs(&self, workspace_id: &str, limit: i32) -> Result<Vec<SyncRun>, StoreError> {
+    pub async fn list_sync_runs(
+        &self,
+        workspace_id: &str,
+        limit: i32,
+    ) -> Result<Vec<SyncRun>, StoreError> {
         let out = self
             .client
             .query()
@@ -150,7 +178,10 @@ impl Store {
         out.items
             .unwrap_or_default()
             .into_iter()
-            .map(|i| serde_dynamo::from_item(i).map_err(|e| StoreError::Corrupt(format!("sync run: {e}"))))
+            .map(|i| {
+                serde_dynamo::from_item(i)
+                    .map_err(|e| StoreError::Corrupt(format!("sync run: {e}")))
+            })
             .collect()
     }
 }

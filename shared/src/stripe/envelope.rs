@@ -94,8 +94,16 @@ impl RawHead {
         Ok(EventHead {
             id,
             event_type: text(self.event_type).ok_or(EnvelopeError::MissingField("type"))?,
-            created: self.created.as_ref().and_then(Value::as_i64).ok_or(EnvelopeError::MissingField("created"))?,
-            livemode: self.livemode.as_ref().and_then(Value::as_bool).unwrap_or(false),
+            created: self
+                .created
+                .as_ref()
+                .and_then(Value::as_i64)
+                .ok_or(EnvelopeError::MissingField("created"))?,
+            livemode: self
+                .livemode
+                .as_ref()
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             account: text(self.account),
             api_version: text(self.api_version),
         })
@@ -273,13 +281,37 @@ mod tests {
 
     #[test]
     fn the_head_agrees_with_the_full_envelope() {
-        for body in [INVOICE_PAID.as_bytes(), br#"{"id":"evt_1","type":"x.y","created":5,"account":7,"data":{"object":[1,2]}}"#] {
+        for body in [
+            INVOICE_PAID.as_bytes(),
+            br#"{"id":"evt_1","type":"x.y","created":5,"account":7,"data":{"object":[1,2]}}"#,
+        ] {
             let full = parse_envelope(body).unwrap();
             let head = parse_head(body).unwrap();
-            assert_eq!((head.id, head.event_type, head.created, head.livemode, head.account, head.api_version),
-                (full.id, full.event_type, full.created, full.livemode, full.account, full.api_version));
+            assert_eq!(
+                (
+                    head.id,
+                    head.event_type,
+                    head.created,
+                    head.livemode,
+                    head.account,
+                    head.api_version
+                ),
+                (
+                    full.id,
+                    full.event_type,
+                    full.created,
+                    full.livemode,
+                    full.account,
+                    full.api_version
+                )
+            );
         }
-        for bad in [&b"[]"[..], b"{\"object\":\"list\",\"id\":\"evt_1\"}", b"{\"id\":\"ch_1\",\"type\":\"a\",\"created\":1}", b"nope"] {
+        for bad in [
+            &b"[]"[..],
+            b"{\"object\":\"list\",\"id\":\"evt_1\"}",
+            b"{\"id\":\"ch_1\",\"type\":\"a\",\"created\":1}",
+            b"nope",
+        ] {
             assert_eq!(parse_head(bad).is_err(), parse_envelope(bad).is_err());
         }
     }

@@ -38,19 +38,27 @@ pub fn parse_header(header: &str) -> Result<SignatureHeader, SignatureError> {
     let mut timestamp = None;
     let mut v1 = Vec::new();
     for part in header.split(',') {
-        let Some((key, value)) = part.trim().split_once('=') else { continue };
+        let Some((key, value)) = part.trim().split_once('=') else {
+            continue;
+        };
         match key {
             "t" => {
                 if timestamp.is_some() {
                     return Err(SignatureError::MalformedHeader);
                 }
-                timestamp = Some(value.parse::<i64>().map_err(|_| SignatureError::MalformedHeader)?);
+                timestamp = Some(
+                    value
+                        .parse::<i64>()
+                        .map_err(|_| SignatureError::MalformedHeader)?,
+                );
             }
             "v1" => {
                 let mut sig = [0u8; 32];
                 // Stripe sends 64 lower-case hex digits; anything else can never match (its SDKs
                 // compare the hex strings), so skip it like they do.
-                let lower_hex = value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+                let lower_hex = value
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
                 if lower_hex && hex::decode_to_slice(value, &mut sig).is_ok() {
                     v1.push(sig);
                 }
@@ -88,7 +96,10 @@ pub fn verify(
     let parsed = parse_header(header)?;
     let matched = secrets.iter().any(|secret| {
         let base = mac(secret.as_ref(), parsed.timestamp, payload);
-        parsed.v1.iter().any(|sig| base.clone().verify_slice(sig).is_ok())
+        parsed
+            .v1
+            .iter()
+            .any(|sig| base.clone().verify_slice(sig).is_ok())
     });
     if !matched {
         return Err(SignatureError::NoMatch);
@@ -116,8 +127,14 @@ mod tests {
     fn accepts_own_signature_and_rotated_secrets() {
         let header = sign_header(SECRET, 1000, BODY);
         assert_eq!(verify(BODY, &header, &[SECRET], 1000, 300), Ok(1000));
-        assert_eq!(verify(BODY, &header, &[b"whsec_old".as_slice(), SECRET], 1100, 300), Ok(1000));
-        assert_eq!(verify(BODY, &header, &[b"whsec_other".as_slice()], 1000, 300), Err(SignatureError::NoMatch));
+        assert_eq!(
+            verify(BODY, &header, &[b"whsec_old".as_slice(), SECRET], 1100, 300),
+            Ok(1000)
+        );
+        assert_eq!(
+            verify(BODY, &header, &[b"whsec_other".as_slice()], 1000, 300),
+            Err(SignatureError::NoMatch)
+        );
     }
 
     #[test]
@@ -131,11 +148,29 @@ mod tests {
     #[test]
     fn tolerance_and_malformed_headers() {
         let header = sign_header(SECRET, 1000, BODY);
-        assert_eq!(verify(BODY, &header, &[SECRET], 1301, 300), Err(SignatureError::TimestampOutOfTolerance));
-        assert_eq!(verify(BODY, &header, &[SECRET], 699, 300), Err(SignatureError::TimestampOutOfTolerance));
-        assert_eq!(verify(BODY, "", &[SECRET], 1000, 300), Err(SignatureError::MalformedHeader));
-        assert_eq!(verify(BODY, "v1=00", &[SECRET], 1000, 300), Err(SignatureError::MalformedHeader));
-        assert_eq!(verify(BODY, "t=abc,v1=00", &[SECRET], 1000, 300), Err(SignatureError::MalformedHeader));
-        assert_eq!(verify(BODY, "t=1000", &[SECRET], 1000, 300), Err(SignatureError::NoMatch));
+        assert_eq!(
+            verify(BODY, &header, &[SECRET], 1301, 300),
+            Err(SignatureError::TimestampOutOfTolerance)
+        );
+        assert_eq!(
+            verify(BODY, &header, &[SECRET], 699, 300),
+            Err(SignatureError::TimestampOutOfTolerance)
+        );
+        assert_eq!(
+            verify(BODY, "", &[SECRET], 1000, 300),
+            Err(SignatureError::MalformedHeader)
+        );
+        assert_eq!(
+            verify(BODY, "v1=00", &[SECRET], 1000, 300),
+            Err(SignatureError::MalformedHeader)
+        );
+        assert_eq!(
+            verify(BODY, "t=abc,v1=00", &[SECRET], 1000, 300),
+            Err(SignatureError::MalformedHeader)
+        );
+        assert_eq!(
+            verify(BODY, "t=1000", &[SECRET], 1000, 300),
+            Err(SignatureError::NoMatch)
+        );
     }
 }

@@ -260,7 +260,17 @@ async fn holding_slot(
             } else {
                 "The stored Stripe credentials could not be read: reconnect Stripe."
             };
-            return record_failure(deps, job, run, "invalid_api_key", message, false, owns_backfill, 0.0).await;
+            return record_failure(
+                deps,
+                job,
+                run,
+                "invalid_api_key",
+                message,
+                false,
+                owns_backfill,
+                0.0,
+            )
+            .await;
         }
     };
     let client = deps.stripe.scoped();

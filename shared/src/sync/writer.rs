@@ -48,7 +48,10 @@ impl Tally {
     /// A run that lists everything first and writes each aggregate once afterwards: listing and
     /// writing each count for half of the progress.
     pub fn buffered(parts: usize) -> Self {
-        Self { buffered: true, ..Self::with_parts(parts) }
+        Self {
+            buffered: true,
+            ..Self::with_parts(parts)
+        }
     }
 
     pub fn add_counts(&self, counts: &Counts) {
@@ -99,7 +102,11 @@ impl Tally {
             return listed;
         }
         let total = self.to_write.load(Ordering::Relaxed);
-        let written = if total == 0 { 0.0 } else { self.written.load(Ordering::Relaxed) as f64 / total as f64 };
+        let written = if total == 0 {
+            0.0
+        } else {
+            self.written.load(Ordering::Relaxed) as f64 / total as f64
+        };
         0.5 * listed + 0.5 * written
     }
 }
@@ -182,7 +189,10 @@ impl<'a> Writer<'a> {
         if self.tally.buffered {
             if let Ok(mut pending) = self.pending.lock() {
                 for (id, changes) in &work.customers {
-                    pending.entry(id.clone()).or_default().extend(changes.iter().cloned());
+                    pending
+                        .entry(id.clone())
+                        .or_default()
+                        .extend(changes.iter().cloned());
                 }
             }
         } else {
@@ -204,9 +214,14 @@ impl Writer<'_> {
     /// Writes every buffered aggregate once, with all its listed objects: one read and one
     /// write per customer instead of one per object.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let pending: Vec<(String, Vec<Change>)> =
-            self.pending.lock().map(|mut p| p.drain().collect()).unwrap_or_default();
-        self.tally.to_write.store(pending.len() as u64, Ordering::Relaxed);
+        let pending: Vec<(String, Vec<Change>)> = self
+            .pending
+            .lock()
+            .map(|mut p| p.drain().collect())
+            .unwrap_or_default();
+        self.tally
+            .to_write
+            .store(pending.len() as u64, Ordering::Relaxed);
         stream::iter(pending.iter().map(Ok::<_, StoreError>))
             .try_for_each_concurrent(WRITE_CONCURRENCY, |(id, changes)| async move {
                 self.customer(id, changes, None).await?;
