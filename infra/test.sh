@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# THE test command: installs what it needs, lints the template, then runs every test (unit,
+# THE test command: installs what it needs, lints the template and the code, then runs every test (unit,
 # property, and integration tests that start their own local stack) with cargo-nextest.
 #
 #   bash infra/test.sh
@@ -15,6 +15,12 @@ fi
 
 echo "test: template lint"
 bash infra/lint.sh
+
+# Code lints come with the toolchain (rustup's default profile has rustfmt and clippy).
+echo "test: cargo fmt --check"
+cargo fmt --all --check
+echo "test: cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "test: cargo nextest (unit, property and integration tests)"
 cargo nextest run --workspace --profile ci
