@@ -50,12 +50,17 @@ fn prices() -> Vec<Value> {
 }
 
 /// A realistic stream for ~20 customers, in true order (stable-sorted by `created`).
+/// The fewest events a generated stream holds.
+const MIN_STREAM: usize = 200;
+
 fn stream(seed: u64) -> Vec<Event> {
     let mut rng = Rng(seed | 1);
     let prices = prices();
     let mut events: Vec<Event> = Vec::new();
     let base = 1_700_000_000;
-    for c in 0..20 {
+    // At least 20 customers, and as many more as it takes for a stream of hundreds of events.
+    let mut c = 0;
+    while c < 20 || events.len() < MIN_STREAM {
         let cus = format!("cus_{c}");
         let mut t = base + rng.below(5 * 86_400) as i64;
         let email = if c % 7 == 3 {
@@ -253,6 +258,7 @@ fn stream(seed: u64) -> Vec<Event> {
                 charge(&g, None, st, 700, 0, t),
             ));
         }
+        c += 1;
     }
     events.sort_by_key(|e| e.1);
     events
@@ -313,7 +319,7 @@ proptest! {
         dup_percent in 0u64..40,
     ) {
         let clean = stream(stream_seed);
-        prop_assert!(clean.len() > 100, "stream too small: {}", clean.len());
+        prop_assert!(clean.len() >= MIN_STREAM, "stream too small: {}", clean.len());
         let (aggs, sums) = project(&clean);
         let (aggs2, sums2) = project(&shuffled_with_duplicates(&clean, shuffle_seed, dup_percent));
         prop_assert_eq!(serde_json::to_string(&aggs).unwrap(), serde_json::to_string(&aggs2).unwrap());
