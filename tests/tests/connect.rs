@@ -275,6 +275,10 @@ async fn disconnecting_erases_the_token_and_marks_data_stale() {
     stack.connect_and_backfill("ws_c").await.unwrap();
     let stored = stack.store.get_connection("ws_c").await.unwrap().unwrap();
     assert!(stored.sealed_token.is_some());
+    assert!(
+        stored.sealed_refresh_token.is_some(),
+        "the grant's refresh token is kept, sealed"
+    );
 
     let (status, _) = stack
         .send(
@@ -307,8 +311,8 @@ async fn disconnecting_erases_the_token_and_marks_data_stale() {
     assert!(card["next_sync_at"].is_null());
     let stored = stack.store.get_connection("ws_c").await.unwrap().unwrap();
     assert!(
-        stored.sealed_token.is_none(),
-        "the sealed token must be erased"
+        stored.sealed_token.is_none() && stored.sealed_refresh_token.is_none(),
+        "both sealed tokens must be erased"
     );
 
     // Projected data is kept but marked stale.

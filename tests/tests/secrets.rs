@@ -62,6 +62,11 @@ async fn no_token_or_secret_reaches_a_log_line_or_a_response() {
         token.expose().starts_with("sk_") || token.expose().starts_with("rk_"),
         "not a Stripe key"
     );
+    let refresh = vault
+        .open(owner, conn.sealed_refresh_token.as_ref().unwrap())
+        .await
+        .unwrap();
+    assert!(refresh.expose().starts_with("rt_"), "not a refresh token");
 
     let mut responses = String::new();
     for path in [
@@ -78,7 +83,12 @@ async fn no_token_or_secret_reaches_a_log_line_or_a_response() {
         logged.len() > 1000,
         "the test must actually capture the functions' logs"
     );
-    for secret in [token.expose(), PLATFORM_KEY, WEBHOOK_SECRET] {
+    for secret in [
+        token.expose(),
+        refresh.expose(),
+        PLATFORM_KEY,
+        WEBHOOK_SECRET,
+    ] {
         assert!(!logged.contains(secret), "a secret reached the logs");
         assert!(!responses.contains(secret), "a secret reached a response");
     }

@@ -170,14 +170,11 @@ async fn a_token_revoked_mid_sync_asks_the_user_to_reconnect() {
         .unwrap();
     assert_eq!(card["banner"], "red");
     assert_eq!(card["last_error"]["code"], "invalid_api_key");
-    assert!(stack
-        .store
-        .get_connection("ws_r")
-        .await
-        .unwrap()
-        .unwrap()
-        .sealed_token
-        .is_none());
+    let stored = stack.store.get_connection("ws_r").await.unwrap().unwrap();
+    assert!(
+        stored.sealed_token.is_none() && stored.sealed_refresh_token.is_none(),
+        "a revoked grant's tokens are erased"
+    );
 }
 
 #[tokio::test]

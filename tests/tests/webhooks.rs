@@ -240,14 +240,11 @@ async fn deauthorization_turns_the_card_red_and_erases_the_token() {
         .unwrap()
         .to_lowercase()
         .contains("reconnect"));
-    assert!(stack
-        .store
-        .get_connection("ws_d")
-        .await
-        .unwrap()
-        .unwrap()
-        .sealed_token
-        .is_none());
+    let stored = stack.store.get_connection("ws_d").await.unwrap().unwrap();
+    assert!(
+        stored.sealed_token.is_none() && stored.sealed_refresh_token.is_none(),
+        "a revoked grant's tokens are erased"
+    );
 }
 
 #[tokio::test]

@@ -70,7 +70,7 @@ pub async fn disconnect(
             changed = c.status != ConnectionStatus::Disconnected;
             if changed {
                 c.status = ConnectionStatus::Disconnected;
-                c.sealed_token = None;
+                c.erase_tokens();
                 c.disconnected_at = Some(now);
             }
             changed

@@ -268,6 +268,10 @@ async fn handle_callback(
         account_id: &grant.stripe_user_id,
     };
     let sealed = app.vault.seal(owner, &grant.access_token).await?;
+    let sealed_refresh = match &grant.refresh_token {
+        Some(token) => Some(app.vault.seal(owner, token).await?),
+        None => None,
+    };
 
     let previous = app.store.get_connection(&state.workspace_id).await?;
     let tier = app.store.get_plan(&state.workspace_id).await?;
@@ -280,6 +284,7 @@ async fn handle_callback(
     );
     conn.business_name = business_name;
     conn.sealed_token = Some(sealed);
+    conn.sealed_refresh_token = sealed_refresh;
     conn.scope = grant.scope.clone();
     conn.connected_by = state.user.clone();
     // A reconnect supersedes the old grant: any writer still holding the old version retries.

@@ -217,7 +217,7 @@ async fn revoke(app: &Projector, ws: &str, account_id: &str, at: i64) -> Result<
             if c.account_id != account_id || c.status == ConnectionStatus::Disconnected {
                 return false;
             }
-            c.sealed_token = None;
+            c.erase_tokens();
             c.status = ConnectionStatus::NeedsReconnect;
             c.last_error = Some(LastError {
                 code: "invalid_api_key".into(),

@@ -78,7 +78,7 @@ pub struct LastError {
     pub at: i64,
 }
 
-/// The stored connection. `sealed_token` is erased on disconnect and deauthorization.
+/// The stored connection. Its sealed tokens are erased on disconnect and revocation.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Connection {
     pub workspace_id: String,
@@ -89,8 +89,13 @@ pub struct Connection {
     #[serde(default)]
     pub tier: Tier,
     pub status: ConnectionStatus,
+    /// The grant's access token, the credential every Stripe read uses.
     #[serde(default)]
     pub sealed_token: Option<SealedToken>,
+    /// The grant's refresh token, kept (sealed the same way) so the access token can be rolled
+    /// without asking the user to connect again.
+    #[serde(default)]
+    pub sealed_refresh_token: Option<SealedToken>,
     #[serde(default)]
     pub scope: String,
     pub connected_at: i64,
@@ -126,6 +131,12 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// Forgets the grant: both sealed tokens go, so nothing left here can read the account.
+    pub fn erase_tokens(&mut self) {
+        self.sealed_token = None;
+        self.sealed_refresh_token = None;
+    }
+
     pub fn new(workspace_id: &str, account_id: &str, livemode: bool, tier: Tier, now: i64) -> Self {
         Self {
             workspace_id: workspace_id.to_string(),
@@ -135,6 +146,7 @@ impl Connection {
             tier,
             status: ConnectionStatus::Active,
             sealed_token: None,
+            sealed_refresh_token: None,
             scope: "read_only".into(),
             connected_at: now,
             connected_by: String::new(),

@@ -564,7 +564,7 @@ async fn record_failure(
             });
             if revoked && c.status == ConnectionStatus::Active {
                 c.status = ConnectionStatus::NeedsReconnect;
-                c.sealed_token = None;
+                c.erase_tokens();
                 newly_revoked = true;
             }
             if owns_backfill {
