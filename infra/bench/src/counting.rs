@@ -93,6 +93,8 @@ impl Snapshot {
 #[derive(Debug, Default)]
 struct State {
     totals: Snapshot,
+    /// The body of the latest response to each operation, for replaying it in process.
+    last_responses: BTreeMap<String, Vec<u8>>,
     in_flight: u32,
     busy_since: Option<Instant>,
 }
@@ -125,6 +127,11 @@ impl DynamoCounter {
             snap.busy += since.elapsed();
         }
         snap
+    }
+
+    /// The latest response body of each operation seen so far.
+    pub fn last_responses(&self) -> BTreeMap<String, Vec<u8>> {
+        self.with(|s| s.last_responses.clone()).unwrap_or_default()
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> Option<T> {
@@ -302,16 +309,16 @@ impl Intercept for DynamoCounter {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(attempt) = cfg.load::<Attempt>() {
-            if READ_OPS.contains(&attempt.op.as_str()) {
-                let bytes = context
-                    .response()
-                    .body()
-                    .bytes()
-                    .map(<[u8]>::len)
-                    .unwrap_or(0);
-                let rru = read_units(&attempt.op, attempt.consistent, bytes);
-                self.with(|s| s.totals.rru += rru);
-            }
+            let body = context.response().body().bytes().unwrap_or_default();
+            let rru = if READ_OPS.contains(&attempt.op.as_str()) {
+                read_units(&attempt.op, attempt.consistent, body.len())
+            } else {
+                0.0
+            };
+            self.with(|s| {
+                s.totals.rru += rru;
+                s.last_responses.insert(attempt.op.clone(), body.to_vec());
+            });
         }
         Ok(())
     }

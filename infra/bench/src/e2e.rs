@@ -368,6 +368,8 @@ pub struct RouteStats {
     pub name: &'static str,
     pub total: Vec<Duration>,
     pub work: Vec<Duration>,
+    /// The handler's own work in process, DynamoDB answered from a recording.
+    pub in_process: Vec<Duration>,
     pub dynamo: Snapshot,
     pub requests: usize,
 }
@@ -427,10 +429,17 @@ pub async fn reads(stack: &Stack, w: &Workspace, n: usize) -> anyhow::Result<Vec
             work.push(took.saturating_sub(busy));
         }
         let dynamo = stack.counter.snapshot().since(&first);
+        // The last request's DynamoDB answers, replayed for the same request in process.
+        let recorded = stack.counter.last_responses();
+        let (_, expected) = stack.get(&w.token, &path(n - 1)).await?;
+        let in_process =
+            crate::handler_work::measure(stack, WORKSPACE, &path(n - 1), recorded, &expected, n)
+                .await?;
         out.push(RouteStats {
             name,
             total,
             work,
+            in_process,
             dynamo,
             requests: n,
         });
@@ -441,8 +450,9 @@ pub async fn reads(stack: &Stack, w: &Workspace, n: usize) -> anyhow::Result<Vec
 pub fn read_latency_section(routes: &[RouteStats]) -> Section {
     let mut s = Section::new(
         "5. Read API latency",
-        "sequential GETs of each read route with a bearer token against the local stack; handler work = request latency minus the wall time \
-         the functions' DynamoDB client had a request on the wire (interceptor timestamps before/after transmit).",
+        "sequential GETs of each read route with a bearer token against the local stack, minus the wall time the functions' DynamoDB client \
+         had a request on the wire (interceptor timestamps before/after transmit); then the same request's handler work in process, its \
+         DynamoDB answers replayed from that run.",
     );
     for r in routes {
         s.info(
@@ -453,15 +463,24 @@ pub fn read_latency_section(routes: &[RouteStats]) -> Section {
                 dur(percentile(&r.total, 99.0))
             ),
         );
-        let p99 = percentile(&r.work, 99.0);
+        s.info(
+            format!("{}: total minus DynamoDB wire time p50 / p99", r.name),
+            format!(
+                "{} / {}",
+                dur(percentile(&r.work, 50.0)),
+                dur(percentile(&r.work, 99.0))
+            ),
+        );
+        let p99 = percentile(&r.in_process, 99.0);
         s.row(
-            format!("{}: handler work p50 / p99", r.name),
+            format!("{}: handler work in process p50 / p99", r.name),
             "p99 < 1 ms",
-            format!("{} / {}", dur(percentile(&r.work, 50.0)), dur(p99)),
+            format!("{} / {}", dur(percentile(&r.in_process, 50.0)), dur(p99)),
             Verdict::of(p99 < Duration::from_millis(1)),
         );
     }
-    s.note("Handler work includes everything but the DynamoDB wire time: the HTTP client and loopback, the dev JWT check, routing, the SDK's signing and (de)serialisation, and JSON rendering.");
+    s.note("Total minus wire time still holds the bench's HTTP client, loopback, the dev server's JWT check and moto's process competing for the 2 cores.");
+    s.note("Handler work in process (crate::handler_work): the checked-in API Gateway event parsed by lambda_http with the authorizer's claims, the api router, the store's SDK calls (serialisation, signing, deserialisation) answered at once from the DynamoDB responses this route got on the stack, and the JSON body rendered; measured after 100 warm-up calls.");
     s
 }
 

@@ -10,6 +10,7 @@ mod binaries;
 mod cost;
 mod counting;
 mod e2e;
+mod handler_work;
 mod report;
 mod stack;
 mod verify;
