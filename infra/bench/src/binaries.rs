@@ -52,7 +52,7 @@ fn zipped_sizes(bins: &[PathBuf]) -> anyhow::Result<Vec<u64>> {
 }
 
 /// Spawn → first `GET .../invocation/next` on our fake Runtime API, in milliseconds.
-async fn init_time(bin: &Path, name: &str) -> anyhow::Result<f64> {
+async fn init_time(bin: &Path, name: &str, env: &[(&str, String)]) -> anyhow::Result<f64> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let api = listener.local_addr()?.to_string();
     let started = Instant::now();
@@ -68,6 +68,7 @@ async fn init_time(bin: &Path, name: &str) -> anyhow::Result<f64> {
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -109,6 +110,30 @@ async fn init_time(bin: &Path, name: &str) -> anyhow::Result<f64> {
     }
 }
 
+/// Where a system keeps its CA bundle (Debian, then Amazon Linux).
+const CA_BUNDLES: [&str; 2] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+];
+
+/// Median init time of each binary over `runs` spawns, with `env` added.
+async fn init_medians(
+    names: &[&str],
+    bins: &[PathBuf],
+    runs: usize,
+    env: &[(&str, String)],
+) -> anyhow::Result<Vec<f64>> {
+    let mut medians = Vec::with_capacity(bins.len());
+    for (name, bin) in names.iter().zip(bins) {
+        let mut times = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            times.push(init_time(bin, name, env).await?);
+        }
+        medians.push(median_f64(&times));
+    }
+    Ok(medians)
+}
+
 pub async fn run(runs: usize) -> anyhow::Result<Section> {
     let mut s = Section::new(
         "7. Binary size and cold start (x86_64)",
@@ -126,14 +151,23 @@ pub async fn run(runs: usize) -> anyhow::Result<Section> {
         );
     }
     let sizes = zipped_sizes(&bins)?;
-    let mut medians = Vec::new();
-    for (name, bin) in names.iter().zip(&bins) {
-        let mut times = Vec::with_capacity(runs);
-        for _ in 0..runs {
-            times.push(init_time(bin, name).await?);
+    let medians = init_medians(&names, &bins, runs, &[]).await?;
+    // The SDK's HTTPS client reads the system's root certificates at init (rustls-native-certs):
+    // here a Debian directory of ~150 hashed files; Lambda's AL2023 keeps one bundle file.
+    let bundle = CA_BUNDLES.iter().find(|p| Path::new(p).exists());
+    let empty_dir = std::env::temp_dir().join(format!("bench-no-certs-{}", std::process::id()));
+    std::fs::create_dir_all(&empty_dir)?;
+    let one_bundle = match bundle {
+        Some(file) => {
+            let env = [
+                ("SSL_CERT_FILE", file.to_string()),
+                ("SSL_CERT_DIR", empty_dir.display().to_string()),
+            ];
+            Some((file, init_medians(&names, &bins, runs, &env).await?))
         }
-        medians.push(median_f64(&times));
-    }
+        None => None,
+    };
+    let _ = std::fs::remove_dir(&empty_dir);
     let baseline = medians
         .last()
         .copied()
@@ -163,7 +197,21 @@ pub async fn run(runs: usize) -> anyhow::Result<Section> {
                 format!("{:.1} ms = {ratio:.1}x", medians[i]),
                 Verdict::of(ratio <= 2.0),
             );
+            if let Some((_, alt)) = &one_bundle {
+                let base = alt.last().copied().unwrap_or(0.0).max(f64::MIN_POSITIVE);
+                s.info(
+                    format!("{name}: init with one CA bundle file, vs {BASELINE} likewise"),
+                    format!("{:.1} ms = {:.1}x", alt[i], alt[i] / base),
+                );
+            }
         }
+    }
+    if let Some((file, _)) = &one_bundle {
+        s.note(format!(
+            "\"One CA bundle file\": SSL_CERT_FILE={file} and an empty SSL_CERT_DIR, the layout of Lambda's AL2023 image, where the \
+             system's root certificates are one bundle; this machine's /etc/ssl/certs holds ~150 hashed files, which the SDK's \
+             rustls-native-certs reads one by one at init."
+        ));
     }
     s.note("x86_64 numbers: the arm64 cross build (cargo-lambda + zig) cannot run here; sizes and init times on Graviton will differ somewhat.");
     s.note("Init includes the functions' Secrets Manager / config reads against local moto (a loopback round trip of a few ms); in AWS those calls take longer.");
