@@ -4,7 +4,7 @@
 # runs target/release/bench, which measures the pipeline on the local stack and writes
 # bench-report.md at the repository root (and prints it).
 #
-#   bash infra/bench.sh            full run (~11 minutes, after a release build of ~15 minutes cold on 2 cores)
+#   bash infra/bench.sh            full run (~6 minutes, after a release build of ~10 minutes cold on 2 cores)
 #   bash infra/bench.sh --quick    small counts
 #
 # Env: BENCH_BACKFILL_CAP_SECS (default 240) caps the 80k-object backfill against moto.
