@@ -7,12 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use aws_sdk_sqs::types::QueueAttributeName;
 use devstack::local_aws::{export_env, LocalParts, Moto};
 use devstack::{DevOptions, DevStack};
 use serde_json::Value;
-use shared::auth::{mint_dev_token, Claims, Role};
 use shared::aws::AwsClients;
 use shared::store::Store;
 use stripe_stub::{StubConfig, StubHandle};
@@ -20,7 +18,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::{eventually, JWT_SECRET};
+use crate::JWT_SECRET;
 
 /// What the proxy does with the next connection or request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -436,34 +434,29 @@ impl ProxiedStack {
         Ok(())
     }
 
+    /// GET a route as `workspace_id` with `role`; returns (status, JSON body).
     pub async fn get(
         &self,
         workspace_id: &str,
-        role: Role,
+        role: shared::auth::Role,
         path: &str,
     ) -> anyhow::Result<(u16, Value)> {
-        let claims = Claims {
-            sub: format!("user-of-{workspace_id}"),
-            workspace_id: workspace_id.into(),
-            role,
-        };
-        let token = mint_dev_token(JWT_SECRET.as_bytes(), &claims, 3600);
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base_url))
-            .bearer_auth(token)
-            .send()
-            .await?;
-        let status = resp.status().as_u16();
-        Ok((status, resp.json().await.unwrap_or(Value::Null)))
+        self.routes()
+            .send(reqwest::Method::GET, workspace_id, role, path, None)
+            .await
+    }
+
+    fn routes(&self) -> crate::Route<'_> {
+        crate::Route {
+            http: &self.http,
+            base_url: &self.base_url,
+        }
     }
 
     pub async fn connect_and_backfill(&self, workspace_id: &str) -> anyhow::Result<Value> {
         devstack::connect_workspace(&self.base_url, JWT_SECRET, workspace_id).await?;
-        self.wait_for_card(workspace_id, |c| {
-            c["backfill"]["status"] == "succeeded" || c["backfill"]["status"] == "failed"
-        })
-        .await
+        self.wait_for_card(workspace_id, crate::backfill_ended)
+            .await
     }
 
     pub async fn wait_for_card(
@@ -471,15 +464,7 @@ impl ProxiedStack {
         workspace_id: &str,
         done: impl Fn(&Value) -> bool,
     ) -> anyhow::Result<Value> {
-        eventually(Duration::from_secs(60), || async {
-            let (status, card) = self
-                .get(workspace_id, Role::Viewer, "/v1/stripe/connection")
-                .await
-                .ok()?;
-            (status == 200 && done(&card)).then_some(card)
-        })
-        .await
-        .context("connection card never reached the expected state")
+        self.routes().card_when(workspace_id, done).await
     }
 
     /// (visible, in flight) messages of the queue named by `env_name`, as moto sees them.

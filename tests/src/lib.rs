@@ -42,6 +42,75 @@ pub fn local_settings() -> LocalSettings<'static> {
     }
 }
 
+/// A dev token for a member of `workspace_id` with `role`, as the dashboard's identity provider
+/// would issue it.
+pub fn token(workspace_id: &str, role: Role) -> String {
+    let claims = Claims {
+        sub: format!("user-of-{workspace_id}"),
+        workspace_id: workspace_id.into(),
+        role,
+    };
+    mint_dev_token(JWT_SECRET.as_bytes(), &claims, 3600)
+}
+
+/// A connection card whose backfill has ended, either way.
+pub fn backfill_ended(card: &Value) -> bool {
+    card["backfill"]["status"] == "succeeded" || card["backfill"]["status"] == "failed"
+}
+
+/// The functions' HTTP routes on a running local stack, called as the dashboard would.
+pub struct Route<'a> {
+    pub http: &'a reqwest::Client,
+    pub base_url: &'a str,
+}
+
+impl Route<'_> {
+    /// One request as a member of `workspace_id` with `role`: (status, JSON body or null).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        workspace_id: &str,
+        role: Role,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base_url))
+            .bearer_auth(token(workspace_id, role));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(Value::Null);
+        Ok((status, body))
+    }
+
+    /// Polls the workspace's connection card (60 s at most) until `done` holds.
+    pub async fn card_when(
+        &self,
+        workspace_id: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
+        eventually(Duration::from_secs(60), || async {
+            let (status, card) = self
+                .send(
+                    reqwest::Method::GET,
+                    workspace_id,
+                    Role::Viewer,
+                    "/v1/stripe/connection",
+                    None,
+                )
+                .await
+                .ok()?;
+            (status == 200 && done(&card)).then_some(card)
+        })
+        .await
+        .context("connection card never reached the expected state")
+    }
+}
+
 /// A small seeded account keeps each test fast.
 pub fn small_stub() -> StubConfig {
     let mut config = StubConfig::dev();
@@ -101,12 +170,14 @@ impl TestStack {
     }
 
     pub fn token(&self, workspace_id: &str, role: Role) -> String {
-        let claims = Claims {
-            sub: format!("user-of-{workspace_id}"),
-            workspace_id: workspace_id.into(),
-            role,
-        };
-        mint_dev_token(JWT_SECRET.as_bytes(), &claims, 3600)
+        token(workspace_id, role)
+    }
+
+    fn routes(&self) -> Route<'_> {
+        Route {
+            http: &self.http,
+            base_url: &self.base_url,
+        }
     }
 
     /// GET a dashboard route as `workspace_id` with `role`; returns (status, JSON body).
@@ -116,15 +187,8 @@ impl TestStack {
         role: Role,
         path: &str,
     ) -> anyhow::Result<(u16, Value)> {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base_url))
-            .bearer_auth(self.token(workspace_id, role))
-            .send()
-            .await?;
-        let status = resp.status().as_u16();
-        let body = resp.json().await.unwrap_or(Value::Null);
-        Ok((status, body))
+        self.send(reqwest::Method::GET, workspace_id, role, path, None)
+            .await
     }
 
     pub async fn send(
@@ -135,17 +199,9 @@ impl TestStack {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<(u16, Value)> {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base_url))
-            .bearer_auth(self.token(workspace_id, role));
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await?;
-        let status = resp.status().as_u16();
-        let body = resp.json().await.unwrap_or(Value::Null);
-        Ok((status, body))
+        self.routes()
+            .send(method, workspace_id, role, path, body)
+            .await
     }
 
     /// Connects the workspace through the real OAuth flow; returns where the browser landed.
@@ -193,10 +249,7 @@ impl TestStack {
     pub async fn connect_and_backfill(&self, workspace_id: &str) -> anyhow::Result<Value> {
         let landed = self.connect(workspace_id).await?;
         anyhow::ensure!(landed.contains("stripe=connected"), "landed on {landed}");
-        self.wait_for_card(workspace_id, |c| {
-            c["backfill"]["status"] == "succeeded" || c["backfill"]["status"] == "failed"
-        })
-        .await
+        self.wait_for_card(workspace_id, backfill_ended).await
     }
 
     pub async fn wait_for_card(
@@ -204,15 +257,7 @@ impl TestStack {
         workspace_id: &str,
         done: impl Fn(&Value) -> bool,
     ) -> anyhow::Result<Value> {
-        eventually(Duration::from_secs(60), || async {
-            let (status, card) = self
-                .get(workspace_id, Role::Viewer, "/v1/stripe/connection")
-                .await
-                .ok()?;
-            (status == 200 && done(&card)).then_some(card)
-        })
-        .await
-        .context("connection card never reached the expected state")
+        self.routes().card_when(workspace_id, done).await
     }
 
     /// Messages waiting in a queue (e.g. the DLQ).
