@@ -370,8 +370,7 @@ impl ProxiedStack {
             std::env::set_var("LOG_FORMAT", "pretty");
             shared::telemetry::init();
         }
-        let mut stub_config: StubConfig = crate::small_stub();
-        stub_config.port = 0;
+        let stub_config: StubConfig = crate::small_stub();
         let mut parts = LocalParts::start(crate::local_settings(), stub_config).await?;
         // The functions reach AWS through the proxy; this test's own clients go to moto directly.
         let proxy = FaultProxy::start(&parts.moto.endpoint).await?;
@@ -391,10 +390,7 @@ impl ProxiedStack {
             .await;
         let aws = AwsClients::from_conf(&direct);
         let store = Store::new(aws.dynamodb.clone(), env["TABLE_NAME"].clone());
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(30))
-            .build()?;
+        let http = crate::browser().build()?;
         let mut stack = ProxiedStack {
             proxy,
             base_url,

@@ -36,10 +36,19 @@ pub struct TestStack {
 pub fn local_settings() -> LocalSettings<'static> {
     LocalSettings {
         port: 0,
+        stub_port: 0,
         webhook_secret: WEBHOOK_SECRET,
         platform_key: PLATFORM_KEY,
         dashboard_url: Some(DASHBOARD_URL),
     }
+}
+
+/// The HTTP client of the dashboard and of a user's browser: redirects are not followed (the tests
+/// read where OAuth sends the browser), and nothing waits longer than 30 s.
+pub fn browser() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
 }
 
 /// A dev token for a member of `workspace_id` with `role`, as the dashboard's identity provider
@@ -126,13 +135,12 @@ impl TestStack {
         Self::start_with(small_stub()).await
     }
 
-    pub async fn start_with(mut stub_config: StubConfig) -> anyhow::Result<TestStack> {
+    pub async fn start_with(stub_config: StubConfig) -> anyhow::Result<TestStack> {
         // TEST_LOG=1 shows the functions' logs (pretty) when debugging a test.
         if std::env::var("TEST_LOG").is_ok() {
             std::env::set_var("LOG_FORMAT", "pretty");
             shared::telemetry::init();
         }
-        stub_config.port = 0;
         let LocalParts {
             moto,
             stub,
@@ -153,10 +161,7 @@ impl TestStack {
         )
         .await?;
         let store = Store::new(aws.dynamodb.clone(), env["TABLE_NAME"].clone());
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(30))
-            .build()?;
+        let http = browser().build()?;
         Ok(TestStack {
             base_url,
             http,

@@ -35,8 +35,7 @@ impl Drop for Stack {
 }
 
 impl Stack {
-    pub async fn start(mut stub_config: StubConfig) -> anyhow::Result<Stack> {
-        stub_config.port = 0;
+    pub async fn start(stub_config: StubConfig) -> anyhow::Result<Stack> {
         let LocalParts {
             moto,
             stub,
@@ -65,11 +64,7 @@ impl Stack {
             },
         )
         .await?;
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(16)
-            .build()?;
+        let http = integration::browser().pool_max_idle_per_host(16).build()?;
         Ok(Stack {
             base_url,
             http,

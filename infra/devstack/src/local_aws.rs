@@ -136,8 +136,9 @@ pub struct LocalParts {
 
 /// The secrets and URLs a local stack is started with.
 pub struct LocalSettings<'a> {
-    /// 0 picks a free port.
+    /// The functions' HTTP port and the Stripe stand-in's; 0 picks a free one.
     pub port: u16,
+    pub stub_port: u16,
     pub webhook_secret: &'a str,
     pub platform_key: &'a str,
     /// Where OAuth outcomes redirect; `None` is the dev stack's own `/dev/dashboard` page.
@@ -155,6 +156,7 @@ impl LocalParts {
             .await
             .with_context(|| format!("port {} is taken", settings.port))?;
         let base_url = format!("http://{}", listener.local_addr()?);
+        stub_config.port = settings.stub_port;
         wire_stub(
             &mut stub_config,
             &base_url,

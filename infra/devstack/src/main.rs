@@ -25,10 +25,10 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|p| p.parse().ok())
         .unwrap_or(12111);
 
-    let mut stub_config = stripe_stub::StubConfig::dev();
-    stub_config.port = stub_port;
+    let stub_config = stripe_stub::StubConfig::dev();
     let settings = LocalSettings {
         port,
+        stub_port,
         webhook_secret: WEBHOOK_SECRET,
         platform_key: PLATFORM_KEY,
         dashboard_url: None,
