@@ -196,6 +196,21 @@ impl TestStack {
             .await
     }
 
+    /// The id and email of one customer with an active subscription, from the workspace's list.
+    pub async fn some_active_customer(
+        &self,
+        workspace_id: &str,
+    ) -> anyhow::Result<(String, String)> {
+        let path = "/v1/stripe/customers?status=active&limit=1";
+        let (status, list) = self.get(workspace_id, Role::Agent, path).await?;
+        anyhow::ensure!(status == 200, "{path} answered {status}: {list}");
+        let c = &list["data"][0]["customer"];
+        let field = |name: &str| c[name].as_str().map(str::to_string);
+        field("id")
+            .zip(field("email"))
+            .with_context(|| format!("no active customer with an email: {list}"))
+    }
+
     pub async fn send(
         &self,
         method: reqwest::Method,

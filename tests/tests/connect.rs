@@ -316,14 +316,7 @@ async fn disconnecting_erases_the_token_and_marks_data_stale() {
     );
 
     // Projected data is kept but marked stale.
-    let (_, list) = stack
-        .get("ws_c", Role::Agent, "/v1/stripe/customers?limit=1")
-        .await
-        .unwrap();
-    let id = list["data"][0]["customer"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (id, _) = stack.some_active_customer("ws_c").await.unwrap();
     let (_, panel) = stack
         .get("ws_c", Role::Agent, &format!("/v1/stripe/customers/{id}"))
         .await

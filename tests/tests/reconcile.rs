@@ -14,18 +14,7 @@ const ACCOUNT: &str = "acct_1DevStripeAcct01";
 async fn a_sync_repairs_what_the_webhooks_missed_and_counts_the_drift() {
     let stack = TestStack::start().await.unwrap();
     stack.connect_and_backfill("ws_drift").await.unwrap();
-    let (_, list) = stack
-        .get(
-            "ws_drift",
-            Role::Agent,
-            "/v1/stripe/customers?status=active&limit=1",
-        )
-        .await
-        .unwrap();
-    let id = list["data"][0]["customer"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (id, _) = stack.some_active_customer("ws_drift").await.unwrap();
 
     // Stripe changes the customer, but the webhook never arrives.
     let mut customer = stack.stub.customer(ACCOUNT, &id).unwrap();
@@ -83,22 +72,7 @@ async fn one_account_in_two_workspaces_stays_two_tenants() {
     let stack = TestStack::start().await.unwrap();
     stack.connect_and_backfill("ws_one").await.unwrap();
     stack.connect_and_backfill("ws_two").await.unwrap();
-    let (_, list) = stack
-        .get(
-            "ws_one",
-            Role::Agent,
-            "/v1/stripe/customers?status=active&limit=1",
-        )
-        .await
-        .unwrap();
-    let id = list["data"][0]["customer"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let email = list["data"][0]["customer"]["email"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (id, email) = stack.some_active_customer("ws_one").await.unwrap();
 
     // One Stripe event reaches both workspaces.
     let now = shared::time::now_unix();

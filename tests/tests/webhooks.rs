@@ -89,27 +89,11 @@ async fn signatures_agree_with_stripes_sdk() {
     ));
 }
 
-async fn some_customer(stack: &TestStack, ws: &str) -> (String, String) {
-    let (_, list) = stack
-        .get(
-            ws,
-            Role::Agent,
-            "/v1/stripe/customers?status=active&limit=1",
-        )
-        .await
-        .unwrap();
-    let c = &list["data"][0]["customer"];
-    (
-        c["id"].as_str().unwrap().to_string(),
-        c["email"].as_str().unwrap().to_string(),
-    )
-}
-
 #[tokio::test]
 async fn events_reach_the_panel_once_whatever_the_order() {
     let stack = TestStack::start().await.unwrap();
     stack.connect_and_backfill("ws_w").await.unwrap();
-    let (customer, email) = some_customer(&stack, "ws_w").await;
+    let (customer, email) = stack.some_active_customer("ws_w").await.unwrap();
     let now = shared::time::now_unix();
 
     // customer.updated renames the customer.
@@ -284,7 +268,7 @@ async fn a_poison_message_lands_in_the_dlq_and_does_not_block_its_batch() {
     );
     assert_eq!(stack.deliver(&broken).await.unwrap().0, 200);
     // A good event alongside them is projected.
-    let (customer, email) = some_customer(&stack, "ws_p").await;
+    let (customer, email) = stack.some_active_customer("ws_p").await.unwrap();
     let good = event(
         "evt_good",
         "customer.updated",
