@@ -116,6 +116,15 @@ const CA_BUNDLES: [&str; 2] = [
     "/etc/pki/tls/certs/ca-bundle.crt",
 ];
 
+/// The hello-world's median (measured last), never zero.
+fn baseline_of(medians: &[f64]) -> f64 {
+    medians
+        .last()
+        .copied()
+        .unwrap_or(0.0)
+        .max(f64::MIN_POSITIVE)
+}
+
 /// Median init time of each binary over `runs` spawns, with `env` added.
 async fn init_medians(
     names: &[&str],
@@ -168,11 +177,7 @@ pub async fn run(runs: usize) -> anyhow::Result<Section> {
         None => None,
     };
     let _ = std::fs::remove_dir(&empty_dir);
-    let baseline = medians
-        .last()
-        .copied()
-        .unwrap_or(0.0)
-        .max(f64::MIN_POSITIVE);
+    let baseline = baseline_of(&medians);
     for (i, name) in names.iter().enumerate() {
         let raw = std::fs::metadata(&bins[i]).map(|m| m.len()).unwrap_or(0);
         let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
@@ -198,10 +203,9 @@ pub async fn run(runs: usize) -> anyhow::Result<Section> {
                 Verdict::of(ratio <= 2.0),
             );
             if let Some((_, alt)) = &one_bundle {
-                let base = alt.last().copied().unwrap_or(0.0).max(f64::MIN_POSITIVE);
                 s.info(
                     format!("{name}: init with one CA bundle file, vs {BASELINE} likewise"),
-                    format!("{:.1} ms = {:.1}x", alt[i], alt[i] / base),
+                    format!("{:.1} ms = {:.1}x", alt[i], alt[i] / baseline_of(alt)),
                 );
             }
         }

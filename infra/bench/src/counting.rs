@@ -93,7 +93,7 @@ impl Snapshot {
 #[derive(Debug, Default)]
 struct State {
     totals: Snapshot,
-    /// The body of the latest response to each operation, for replaying it in process.
+    /// The body of the latest response to each read operation, for replaying it in process.
     last_responses: BTreeMap<String, Vec<u8>>,
     in_flight: u32,
     busy_since: Option<Instant>,
@@ -129,7 +129,7 @@ impl DynamoCounter {
         snap
     }
 
-    /// The latest response body of each operation seen so far.
+    /// The latest response body of each read operation seen so far.
     pub fn last_responses(&self) -> BTreeMap<String, Vec<u8>> {
         self.with(|s| s.last_responses.clone()).unwrap_or_default()
     }
@@ -309,16 +309,14 @@ impl Intercept for DynamoCounter {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(attempt) = cfg.load::<Attempt>() {
-            let body = context.response().body().bytes().unwrap_or_default();
-            let rru = if READ_OPS.contains(&attempt.op.as_str()) {
-                read_units(&attempt.op, attempt.consistent, body.len())
-            } else {
-                0.0
-            };
-            self.with(|s| {
-                s.totals.rru += rru;
-                s.last_responses.insert(attempt.op.clone(), body.to_vec());
-            });
+            if READ_OPS.contains(&attempt.op.as_str()) {
+                let body = context.response().body().bytes().unwrap_or_default();
+                let rru = read_units(&attempt.op, attempt.consistent, body.len());
+                self.with(|s| {
+                    s.totals.rru += rru;
+                    s.last_responses.insert(attempt.op.clone(), body.to_vec());
+                });
+            }
         }
         Ok(())
     }
