@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provision import ACCOUNT_ID, DEV_STATE_KEY, DEV_WEBHOOK_SECRET, REGION  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = REPO_ROOT.parent / "shared" / "stripe" / "fixtures3.json"
+FIXTURES = REPO_ROOT / "shared" / "tests" / "fixtures" / "stripe" / "fixtures.json"
 FIXED_NOW = 1795460400  # 2026-11-23T19:00:00Z
 API_ID = "a1b2c3d4e5"
 WORKSPACE = "ws_01JD4N8Z6Q3V5X7Y9A2B4C6D8E"

@@ -32,7 +32,7 @@ fn fixtures() -> anyhow::Result<Value> {
     let path = std::env::var("BENCH_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {
-            devstack::local_aws::repo_root().join("../shared/stripe/fixtures3.json")
+            devstack::local_aws::repo_root().join("shared/tests/fixtures/stripe/fixtures.json")
         });
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;

@@ -469,7 +469,7 @@ mod tests {
 
     fn fixtures() -> Value {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/stripe/fixtures3.json");
+            .join("tests/fixtures/stripe/fixtures.json");
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("fixture file {} must exist: {e}", path.display()));
         serde_json::from_str(&text).expect("fixtures parse")
