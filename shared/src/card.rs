@@ -1,4 +1,4 @@
-//! The connection card of API.md: a pure view of the stored [`Connection`] at a given time.
+//! The connection card of docs/api.md: a pure view of the stored [`Connection`] at a given time.
 //!
 //! Banner rules (first match wins):
 //! - `disconnected`: no banner (the user chose it; the card says so).
@@ -74,7 +74,7 @@ pub struct CardError {
     pub at: String,
 }
 
-/// API.md "Card".
+/// docs/api.md "Card".
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Card {
     pub account_id: String,

@@ -1,4 +1,4 @@
-//! HTTP plumbing shared by the three HTTP functions: the error body of API.md and the caller's
+//! HTTP plumbing shared by the three HTTP functions: the error body of docs/api.md and the caller's
 //! claims, whether API Gateway's JWT authorizer or the dev server put them there.
 
 use axum::extract::FromRequestParts;

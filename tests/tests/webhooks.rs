@@ -37,7 +37,7 @@ async fn signatures_agree_with_stripes_sdk() {
         .unwrap();
     assert_eq!(status, 200);
 
-    // A tampered body, a wrong secret, a stale timestamp: refused with the codes of API.md.
+    // A tampered body, a wrong secret, a stale timestamp: refused with the codes of docs/api.md.
     let tampered = body.replacen("cus_x", "cus_y", 1);
     let (status, answer) = stack.post_webhook(&tampered, &header).await.unwrap();
     assert_eq!(

@@ -72,7 +72,7 @@ pub struct SyncRunErrorDoc {
     pub message: String,
 }
 
-/// API.md "Sync run".
+/// docs/api.md "Sync run".
 #[derive(Serialize, ToSchema)]
 pub struct SyncRunDoc {
     pub id: String,
@@ -170,7 +170,7 @@ pub struct PanelCustomerDoc {
     pub dashboard_url: String,
 }
 
-/// API.md `payment_status`, the list's `status` filter.
+/// docs/api.md `payment_status`, the list's `status` filter.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatusDoc {
@@ -193,7 +193,7 @@ pub enum MatchDoc {
     Deleted,
 }
 
-/// API.md "Panel".
+/// docs/api.md "Panel".
 #[derive(Serialize, ToSchema)]
 pub struct PanelDoc {
     #[serde(rename = "match")]
@@ -249,7 +249,7 @@ pub struct SeriesPointDoc {
     pub customer_count: i64,
 }
 
-/// API.md "Metrics".
+/// docs/api.md "Metrics".
 #[derive(Serialize, ToSchema)]
 pub struct MetricsDoc {
     pub currency: String,

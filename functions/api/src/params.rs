@@ -13,7 +13,7 @@ pub const DEFAULT_WINDOW_DAYS: i64 = 30;
 pub const MAX_EMAIL_LEN: usize = 320;
 const MAX_CURSOR_LEN: usize = 2048;
 
-/// `payment_status` values of API.md, the list's `status` filter.
+/// `payment_status` values of docs/api.md, the list's `status` filter.
 pub const PAYMENT_STATUSES: [&str; 9] = [
     "active",
     "past_due",

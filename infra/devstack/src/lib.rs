@@ -1,6 +1,6 @@
 //! The dev stack: all five functions' handler code in one process. HTTP routes of the oauth,
 //! webhook and api functions on one port; the projector and sync consumers polling the local SQS
-//! queues; the tier schedules on timers; dev JWT minting per API.md. In AWS the same handlers run
+//! queues; the tier schedules on timers; dev JWT minting per docs/api.md. In AWS the same handlers run
 //! under `lambda_runtime`.
 
 pub mod local_aws;

@@ -26,7 +26,7 @@ pub enum MatchKind {
     Deleted,
 }
 
-/// The Panel JSON of API.md. `stale` is set by the API from the connection's state.
+/// The Panel JSON of docs/api.md. `stale` is set by the API from the connection's state.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PanelResponse {
     #[serde(rename = "match")]

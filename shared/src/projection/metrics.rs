@@ -272,7 +272,7 @@ pub struct SeriesPoint {
     pub customer_count: i64,
 }
 
-/// API.md "Metrics".
+/// docs/api.md "Metrics".
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MetricsReport {
     pub currency: String,

@@ -1,4 +1,4 @@
-//! MRR per API.md "Definitions", in exact rational arithmetic, rounded once per subscription.
+//! MRR per docs/api.md "Definitions", in exact rational arithmetic, rounded once per subscription.
 
 use super::aggregate::{CouponTerms, ItemState, SubState};
 

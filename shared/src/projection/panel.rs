@@ -1,4 +1,4 @@
-//! The Customer 360 panel (API.md "Panel" `customer` object) derived from the aggregate.
+//! The Customer 360 panel (docs/api.md "Panel" `customer` object) derived from the aggregate.
 //!
 //! Currency choice: a customer's MRR is reported in the currency of their largest MRR (ties: the
 //! alphabetically first code); LTV likewise in the currency of their largest lifetime value.

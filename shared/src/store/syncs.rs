@@ -102,7 +102,7 @@ impl SyncRun {
         }
     }
 
-    /// The API's view of a run (API.md "Sync run").
+    /// The API's view of a run (docs/api.md "Sync run").
     pub fn to_api(&self) -> serde_json::Value {
         serde_json::json!({
             "id": self.id,
