@@ -15,6 +15,7 @@ fi
 
 echo "test: template lint"
 bash infra/lint.sh
+bash infra/check_standalone.sh  # nothing outside the repository is read or linked (self-tested)
 
 # Code lints come with the toolchain (rustup's default profile has rustfmt and clippy).
 echo "test: cargo fmt --check"
