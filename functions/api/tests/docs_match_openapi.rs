@@ -84,11 +84,8 @@ fn parse_api_md(text: &str) -> ApiDoc {
             label = section.clone();
             continue;
         }
-        if trimmed.starts_with("Served by the `") {
-            let function = trimmed["Served by the `".len()..]
-                .split('`')
-                .next()
-                .unwrap_or_default();
+        if let Some(rest) = trimmed.strip_prefix("Served by the `") {
+            let function = rest.split('`').next().unwrap_or_default();
             if trimmed.contains("not in `/openapi.json`") {
                 outside = Some(function.to_string());
             }
