@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Invokes every function with its sample events under `cargo lambda watch` (the Lambda runtime
-# emulator), against a local moto provisioned from template.yaml. Prints each answer.
+# emulator), against a local moto provisioned from template.yaml. Prints each answer; the README's
+# "Sample events" table says what each should be (infra/devstack/tests/samples.rs checks it).
+# Webhook samples are re-signed at invocation time with the provisioned secret.
 #
 #   bash infra/invoke-samples.sh
 set -euo pipefail
@@ -20,11 +22,10 @@ until python3 -c "import socket; socket.create_connection(('127.0.0.1', $MOTO_PO
 
 export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT" AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test LOG_FORMAT=pretty
-eval "$(python infra/provision.py --endpoint "$AWS_ENDPOINT_URL" | python3 -c 'import json,sys; [print(f"export {k}={v!r}") for k,v in json.load(sys.stdin).items()]')"
+WEBHOOK_SECRET=whsec_dev_local_webhook_secret
+eval "$(python infra/provision.py --endpoint "$AWS_ENDPOINT_URL" --webhook-secret "$WEBHOOK_SECRET" | python3 -c 'import json,sys; [print(f"export {k}={v!r}") for k,v in json.load(sys.stdin).items()]')"
 export STRIPE_CLIENT_ID=ca_samples DASHBOARD_URL=https://dashboard.example.test/settings/stripe
 export OAUTH_REDIRECT_URI=https://api.example.test/oauth/stripe/callback
-# The samples are signed at a fixed time; accept them for this run.
-export WEBHOOK_TOLERANCE_SECONDS=86400
 # Stripe is not reachable here: calls that need it answer with their classified error.
 export STRIPE_API_BASE=http://127.0.0.1:9 STRIPE_CONNECT_BASE=http://127.0.0.1:9
 
@@ -34,18 +35,23 @@ until python3 -c "import socket; socket.create_connection(('127.0.0.1', $WATCH_P
 
 invoke() {
   local function=$1 file=$2
-  printf '\n== %s  <  events/%s\n' "$function" "$file"
-  cargo lambda invoke "$function" -A 127.0.0.1 -P "$WATCH_PORT" --data-file "events/$file" 2>&1 | cut -c1-400
+  printf '\n== %s  <  %s\n' "$function" "$file"
+  cargo lambda invoke "$function" -A 127.0.0.1 -P "$WATCH_PORT" --data-file "$file" 2>&1 | cut -c1-400
 }
-invoke webhook webhook.json
-invoke webhook webhook-base64.json
-invoke oauth connect.json
-invoke oauth oauth-callback.json
-invoke api api-connection.json
-invoke api api-customer-by-email.json
-invoke api api-metrics.json
-invoke projector sqs-event-batch.json
-invoke sync sqs-sync-job.json
-invoke sync schedule-pro.json
-invoke sync schedule-scale.json
-invoke sync plan-changed.json
+# A signature is valid for five minutes: sign the webhook samples now.
+mkdir -p target/samples
+for sample in webhook.json webhook-base64.json; do
+  cargo run -q -p devstack --bin sign-sample -- "events/$sample" --secret "$WEBHOOK_SECRET" --out "target/samples/$sample"
+  invoke webhook "target/samples/$sample"
+done
+invoke oauth events/connect.json
+invoke oauth events/oauth-callback.json
+invoke api events/api-connection.json
+invoke api events/api-customer-by-email.json
+invoke api events/api-metrics.json
+invoke projector events/sqs-event-batch.json
+invoke projector events/sqs-event-batch-poison.json
+invoke sync events/sqs-sync-job.json
+invoke sync events/schedule-pro.json
+invoke sync events/schedule-scale.json
+invoke sync events/plan-changed.json

@@ -2,10 +2,13 @@
 """Writes events/*.json: one sample per trigger, built from Stripe's own fixtures.
 
 The samples work with `sam local invoke -e events/<file>` and
-`cargo lambda invoke <fn> --data-file events/<file>`. Webhook samples are signed with the dev
-webhook secret that infra/provision.py puts in the local secret, and the OAuth state with its dev
-state key, both at a fixed time so the files are stable; pass --now to sign at the current time
-(so the webhook passes the 300 s tolerance and the state has not expired yet).
+`cargo lambda invoke <fn> --data-file events/<file>`; what each one answers is the README's
+"Sample events" table, checked by infra/devstack/tests/samples.rs. Webhook samples are signed with
+the dev webhook secret that infra/provision.py puts in the local secret, and the OAuth state with
+its dev state key, both at a fixed time so the files are stable. A signature is only accepted for
+five minutes, so re-sign a webhook sample just before invoking it:
+
+    cargo run -q -p devstack --bin sign-sample -- events/webhook.json --secret whsec_... --out FILE
 
     python infra/make_events.py [--now] [--out events]
 """
@@ -241,13 +244,19 @@ class Builder:
                 query={"from": "2026-10-24", "to": "2026-11-23", "currency": "usd"},
                 headers=self.bearer(), claims=self.claims("owner"),
             ),
+            # Projects cleanly: every message is a queued event with its payload inline.
             "sqs-event-batch.json": self.sqs("sqs-event-batch", "stripe-sync-EventQueue", [
                 self.queued(customer_created),
                 self.queued(invoice_finalized),
                 self.queued(invoice_paid),
                 self.queued(sub_updated),
-                # Too big for SQS: the projector fetches GET /v1/events/{id} with the account's token.
-                self.queued(self.event("customer.subscription.created", subscription, age=35), inline=False),
+            ]),
+            # One poison message (not a queued event: sent by hand) between two good ones: only it is
+            # reported as a batch item failure, to be retried and then dead-lettered.
+            "sqs-event-batch-poison.json": self.sqs("sqs-event-batch-poison", "stripe-sync-EventQueue", [
+                self.queued(customer_created),
+                {"event_id": "evt_1QSentByHandNotByTheWebhook", "note": "not a queued Stripe event"},
+                self.queued(invoice_paid),
             ]),
             "sqs-sync-job.json": self.sqs("sqs-sync-job", "stripe-sync-SyncQueue", [{
                 "workspace_id": WORKSPACE, "account_id": ACCOUNT, "run_id": uid("sync-run"), "trigger": "manual",
