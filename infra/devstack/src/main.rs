@@ -62,18 +62,21 @@ async fn main() -> anyhow::Result<()> {
         "  API        {base}   (moto at {}, Stripe stand-in at {})",
         moto.endpoint, stub.base_url
     );
-    match connected {
+    match &connected {
         Ok(()) => println!("  Workspace  ws_dev is connected to the seeded Stripe account; the backfill is running.\n"),
         Err(e) => println!("  Workspace  ws_dev could not be connected: {e}\n"),
     }
     println!("  TOKEN=$(curl -s '{base}/dev/token?workspace_id=ws_dev&role=owner' | python3 -c 'import sys,json;print(json.load(sys.stdin)[\"token\"])')");
     println!("  curl -s -H \"Authorization: Bearer $TOKEN\" {base}/v1/stripe/connection");
-    println!("  curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/v1/stripe/customers?email=<an email from the list below>'");
+    println!("  curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/v1/stripe/customers?email=<an email printed below>'");
     println!("  curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/v1/stripe/customers?currency=usd&min_mrr=1000&limit=5'");
     println!("  curl -s -H \"Authorization: Bearer $TOKEN\" {base}/v1/stripe/metrics");
     println!("  curl -s -X POST -H \"Authorization: Bearer $TOKEN\" {base}/v1/stripe/syncs");
     println!("  curl -s {base}/openapi.json\n");
     println!("  Ctrl-C stops everything.");
+    if connected.is_ok() {
+        print_emails_to_try(&base, "ws_dev").await;
+    }
     // Returning drops moto and the stand-in; on SIGTERM too, so `kill` leaves no moto behind.
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -81,4 +84,69 @@ async fn main() -> anyhow::Result<()> {
         _ = terminate.recv() => {}
     }
     Ok(())
+}
+
+/// Prints a few emails of the seeded account's customers, read through the API once the backfill
+/// has ended, so each is one the panel finds (with its payment status, to pick an interesting one).
+async fn print_emails_to_try(base: &str, workspace_id: &str) {
+    match emails_to_try(base, workspace_id).await {
+        Ok(found) => {
+            println!(
+                "\n  Emails to try (customers of the seeded account, read after the backfill):"
+            );
+            for (email, status) in &found {
+                println!("    {email:<40} {status}");
+            }
+            if let Some((email, _)) = found.first() {
+                let query = serde_urlencoded::to_string([("email", email)]).unwrap_or_default();
+                println!("  curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/v1/stripe/customers?{query}'\n");
+            }
+        }
+        Err(e) => println!("\n  No emails to suggest: {e:#}\n"),
+    }
+}
+
+async fn emails_to_try(base: &str, workspace_id: &str) -> anyhow::Result<Vec<(String, String)>> {
+    use std::time::{Duration, Instant};
+    let claims = shared::auth::Claims {
+        sub: "dev-banner".into(),
+        workspace_id: workspace_id.into(),
+        role: shared::auth::Role::Viewer,
+    };
+    let token = shared::auth::mint_dev_token(JWT_SECRET.as_bytes(), &claims, 600);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let get = |path: String| {
+        let request = http.get(format!("{base}{path}")).bearer_auth(&token);
+        async move {
+            let answer: serde_json::Value =
+                request.send().await?.error_for_status()?.json().await?;
+            anyhow::Ok(answer)
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let card = get("/v1/stripe/connection".into()).await?;
+        match card["backfill"]["status"].as_str() {
+            Some("succeeded") => break,
+            Some("failed") => anyhow::bail!("the backfill failed: {}", card["last_error"]),
+            _ if Instant::now() > deadline => anyhow::bail!("the backfill is still running"),
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+    let mut found = Vec::new();
+    for (status, n) in [("active", 3), ("past_due", 1), ("canceled", 1)] {
+        let list = get(format!("/v1/stripe/customers?status={status}&limit={n}")).await?;
+        for panel in list["data"].as_array().into_iter().flatten() {
+            if let Some(email) = panel["customer"]["email"].as_str() {
+                found.push((email.to_string(), status.to_string()));
+            }
+        }
+    }
+    anyhow::ensure!(
+        !found.is_empty(),
+        "the seeded account has no customer with an email"
+    );
+    Ok(found)
 }
