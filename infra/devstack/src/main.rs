@@ -136,13 +136,34 @@ async fn emails_to_try(base: &str, workspace_id: &str) -> anyhow::Result<Vec<(St
         }
     }
     let mut found = Vec::new();
-    for (status, n) in [("active", 3), ("past_due", 1), ("canceled", 1)] {
-        let list = get(format!("/v1/stripe/customers?status={status}&limit={n}")).await?;
-        for panel in list["data"].as_array().into_iter().flatten() {
-            if let Some(email) = panel["customer"]["email"].as_str() {
-                found.push((email.to_string(), status.to_string()));
+    for (status, want) in [("active", 3), ("past_due", 1), ("canceled", 1)] {
+        // A page may hold fewer matches than its limit: follow the cursor for a few pages.
+        let (mut cursor, mut emails) = (String::new(), Vec::new());
+        for _ in 0..20 {
+            let list = get(format!(
+                "/v1/stripe/customers?status={status}&limit=100{cursor}"
+            ))
+            .await?;
+            emails.extend(
+                list["data"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p["customer"]["email"].as_str().map(str::to_string)),
+            );
+            match list["next_cursor"].as_str() {
+                Some(next) if emails.len() < want => {
+                    cursor = format!("&{}", serde_urlencoded::to_string([("cursor", next)])?);
+                }
+                _ => break,
             }
         }
+        found.extend(
+            emails
+                .into_iter()
+                .take(want)
+                .map(|e| (e, status.to_string())),
+        );
     }
     anyhow::ensure!(
         !found.is_empty(),
