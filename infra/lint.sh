@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Lints template.yaml: cfn-lint, `sam validate --lint`, then infra/check_template.py for what both
-# miss (schedule expressions, batch-failure reporting, redrive, runtime, IAM wildcards, secrets).
+# miss (schedule expressions, batch-failure reporting, redrive, runtime, IAM wildcards, secrets,
+# alarms, failure destinations, reserved concurrency, table protection), and its negative tests.
 # Installs the tools first if needed (infra/install-tools.sh; instant when already installed).
 set -euo pipefail
 
@@ -24,6 +25,8 @@ echo "lint: sam validate --lint"
 (cd "$(dirname "$TEMPLATE")" && sam validate --lint --template "$(basename "$TEMPLATE")") || status=1
 echo "lint: check_template.py"
 "$VENV/bin/python" "$ROOT/infra/check_template.py" "$TEMPLATE" || status=1
+echo "lint: check_template.py negative tests (each check fails on a template missing what it checks)"
+"$VENV/bin/python" "$ROOT/infra/test_check_template.py" || status=1
 
 if [ "$status" -ne 0 ]; then
   echo "lint: FAILED" >&2

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Creates template.yaml's AWS resources in a local moto server and prints the functions' env vars.
 
-Every DynamoDB table, SQS queue (with its redrive policy), KMS key and alias, and EventBridge bus in
-the template is created from its own properties; the Secrets Manager secret that a `...SecretsArn`
-parameter names is created with dev values. The output maps each function environment variable
+Every DynamoDB table, SQS queue (with its redrive policy), KMS key and alias, EventBridge bus and
+Secrets Manager secret in the template is created from its own properties; each secret gets the dev
+value given for the environment variable that names it (--webhook-secret for WEBHOOK_SECRETS_ARN,
+--platform-key for PLATFORM_KEY_SECRET_ARN, --state-key for STATE_KEY_SECRET_ARN). The output maps each function environment variable
 that points at one of these (e.g. TABLE_NAME: !Ref StripeTable) to the local value, plus
 <NAME>_DLQ_URL for every queue variable whose queue has a dead-letter queue.
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
 import socket
 import sys
@@ -66,6 +66,7 @@ class Provisioner:
             "AWS::KMS::Key": self._key,
             "AWS::KMS::Alias": self._alias,
             "AWS::Events::EventBus": self._event_bus,
+            "AWS::SecretsManager::Secret": self._secret,
         }
         pseudo = {
             "AWS::StackName": stack_name,
@@ -75,25 +76,18 @@ class Provisioner:
             "AWS::URLSuffix": "amazonaws.com",
             "AWS::NoValue": None,
         }
-        self.secret_params = [name for name, spec in (template.get("Parameters") or {}).items() if _is_secret_arn(name, spec)]
-        params = {
-            name: spec["Default"]
-            for name, spec in (template.get("Parameters") or {}).items()
-            if "Default" in spec and name not in self.secret_params
-        }
+        params = {name: spec["Default"] for name, spec in (template.get("Parameters") or {}).items() if "Default" in spec}
         self.params = params
         self.resolver = Resolver(params, pseudo, self.lookup)
 
     # ------------------------------------------------------------------ driving
     def provision_all(self) -> None:
-        for name in self.secret_params:
-            self.params[name] = self._secret(name)
         for logical_id, resource in self.resources.items():
             if resource.get("Type") in self.handlers:
                 self.ensure(logical_id)
 
     def provisioned_ids(self) -> set[str]:
-        return set(self.created) | set(self.secret_params)
+        return set(self.created)
 
     def lookup(self, logical_id: str, attribute: str | None):
         resource = self.resources.get(logical_id)
@@ -263,15 +257,29 @@ class Provisioner:
         return {"Ref": name, "Name": name, "Arn": arn}
 
     # ------------------------------------------------------------------ Secrets Manager
-    def _secret(self, parameter: str) -> str:
+    def _secret(self, logical_id: str, props: dict) -> dict:
+        """The secret with the dev value of the env var(s) naming it (one value, or an error)."""
         sm = self.clients.get("secretsmanager")
-        name = f"{self.stack_name}/{re.sub(r'Arn$', '', parameter)}"
-        body = json.dumps(self.secret_values)
+        names = sorted(
+            name
+            for function in serverless_functions(self.template)
+            for name, expr in ((function_properties(self.template, function).get("Environment") or {}).get("Variables") or {}).items()
+            if logical_id in references(expr)
+        )
+        values = {self.secret_values[n] for n in names if n in self.secret_values}
+        if len(values) != 1:
+            raise ProvisionError(
+                f"{logical_id}: no single dev value for the variables naming it ({', '.join(names) or 'none'}); "
+                f"known: {', '.join(sorted(self.secret_values))}"
+            )
+        body = values.pop()
+        name = self._name(logical_id, props.get("Name"))
         try:
-            return sm.create_secret(Name=name, SecretString=body)["ARN"]
+            arn = sm.create_secret(Name=name, SecretString=body)["ARN"]
         except sm.exceptions.ResourceExistsException:
             sm.put_secret_value(SecretId=name, SecretString=body)
-            return sm.describe_secret(SecretId=name)["ARN"]
+            arn = sm.describe_secret(SecretId=name)["ARN"]
+        return {"Ref": arn, "Id": arn}
 
     # ------------------------------------------------------------------ output
     def environment(self) -> dict[str, str]:
@@ -322,10 +330,6 @@ class Clients:
         return self._clients[service]
 
 
-def _is_secret_arn(name: str, spec: dict) -> bool:
-    return bool(re.search(r"Secrets?Arn$", name)) or "secretsmanager" in str(spec.get("AllowedPattern", ""))
-
-
 def _dlq_var(name: str) -> str:
     if name.endswith("_QUEUE_URL"):
         return name[: -len("_QUEUE_URL")] + "_DLQ_URL"
@@ -362,10 +366,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     stack = f"{args.stack_name}-{args.suffix}" if args.suffix else args.stack_name
-    secret_values = {
-        "stripe_secret_key": args.platform_key,
-        "webhook_secrets": args.webhook_secret,
-        "state_signing_key": args.state_key,
+    secret_values = {  # by the environment variable that names the secret
+        "PLATFORM_KEY_SECRET_ARN": args.platform_key,
+        "WEBHOOK_SECRETS_ARN": args.webhook_secret,
+        "STATE_KEY_SECRET_ARN": args.state_key,
     }
     try:
         _wait_for(args.endpoint, args.wait)

@@ -65,6 +65,34 @@ pub fn int(name: &'static str, default: i64, min: i64, max: i64) -> Result<i64, 
     Ok(v)
 }
 
+/// The variables naming the Secrets Manager secrets. template.yaml sets each one only on the
+/// functions that read that secret, and grants `GetSecretValue` on exactly those:
+/// `PLATFORM_KEY_SECRET_ARN` (oauth, api), `WEBHOOK_SECRETS_ARN` (webhook),
+/// `STATE_KEY_SECRET_ARN` (oauth).
+pub const PLATFORM_KEY_SECRET_ARN: &str = "PLATFORM_KEY_SECRET_ARN";
+pub const WEBHOOK_SECRETS_ARN: &str = "WEBHOOK_SECRETS_ARN";
+pub const STATE_KEY_SECRET_ARN: &str = "STATE_KEY_SECRET_ARN";
+
+/// Reads the ARN of a Secrets Manager secret.
+pub fn secret_arn(name: &'static str) -> Result<String, ConfigError> {
+    let arn = required(name)?;
+    let mut parts = arn.splitn(7, ':');
+    let ok = parts.next() == Some("arn")
+        && parts.next().is_some_and(|p| p.starts_with("aws"))
+        && parts.next() == Some("secretsmanager")
+        && parts.nth(1).is_some() // region, then the account
+        && parts.next() == Some("secret")
+        && parts.next().is_some_and(|id| !id.is_empty());
+    if ok {
+        Ok(arn)
+    } else {
+        Err(ConfigError::Invalid {
+            name,
+            reason: "must be the ARN of a Secrets Manager secret".into(),
+        })
+    }
+}
+
 /// Where Stripe lives. Tests and the dev stack point both at the local stand-in.
 #[derive(Debug, Clone)]
 pub struct StripeEndpoints {
@@ -101,5 +129,27 @@ mod tests {
         std::env::set_var("SHARED_TEST_INT", "9999");
         assert!(int("SHARED_TEST_INT", 1, 0, 10).is_err());
         assert_eq!(int("SHARED_TEST_INT_UNSET", 5, 0, 10), Ok(5));
+    }
+
+    #[test]
+    fn secret_arns_must_name_a_secrets_manager_secret() {
+        std::env::set_var(
+            "SHARED_TEST_SECRET_ARN",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:stack/webhook-AbCdEf",
+        );
+        assert!(secret_arn("SHARED_TEST_SECRET_ARN").is_ok());
+        for bad in [
+            "whsec_not_an_arn",
+            "arn:aws:sqs:us-east-1:123456789012:queue",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:",
+        ] {
+            std::env::set_var("SHARED_TEST_BAD_SECRET_ARN", bad);
+            let err = secret_arn("SHARED_TEST_BAD_SECRET_ARN").unwrap_err();
+            assert!(!err.to_string().contains("whsec_"), "{err}");
+        }
+        assert_eq!(
+            secret_arn("SHARED_TEST_SECRET_ARN_UNSET"),
+            Err(ConfigError::Missing("SHARED_TEST_SECRET_ARN_UNSET"))
+        );
     }
 }

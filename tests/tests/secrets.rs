@@ -1,10 +1,11 @@
 //! Tokens: sealed under KMS with the tenant as encryption context, never in a log line or a
-//! response.
+//! response. Secrets: one per value, and each function reads only its own.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use integration::{TestStack, PLATFORM_KEY, WEBHOOK_SECRET};
+use devstack::local_aws::{export_env, Moto};
+use integration::{TestStack, DASHBOARD_URL, PLATFORM_KEY, WEBHOOK_SECRET};
 use reqwest::Method;
 use shared::auth::Role;
 use shared::secrets::Secret;
@@ -133,4 +134,133 @@ async fn a_sealed_token_does_not_open_for_another_tenant() {
     let mut damaged = sealed.clone();
     damaged.ciphertext = damaged.ciphertext.chars().rev().collect();
     assert!(vault.open(a, &damaged).await.is_err());
+}
+
+/// The secrets each function reads at cold start, by the variable naming them. The template grants
+/// each role `GetSecretValue` on exactly these (infra/check_template.py, SECRETS_READ_BY).
+const READS: [(&str, &[&str]); 5] = [
+    ("webhook", &["WEBHOOK_SECRETS_ARN"]),
+    (
+        "oauth",
+        &["PLATFORM_KEY_SECRET_ARN", "STATE_KEY_SECRET_ARN"],
+    ),
+    ("api", &["PLATFORM_KEY_SECRET_ARN"]),
+    ("projector", &[]),
+    ("sync", &[]),
+];
+const SECRET_VARS: [&str; 3] = [
+    "PLATFORM_KEY_SECRET_ARN",
+    "WEBHOOK_SECRETS_ARN",
+    "STATE_KEY_SECRET_ARN",
+];
+
+/// Cold-starts one function the way its Lambda does.
+async fn cold_start(function: &str, aws: &shared::aws::AwsClients) -> Result<(), String> {
+    let result = match function {
+        "webhook" => fn_webhook::init(aws).await.map(drop),
+        "oauth" => fn_oauth::init(aws).await.map(drop),
+        "api" => fn_api::init(aws).await.map(drop),
+        "projector" => fn_projector::init(aws).await.map(drop),
+        "sync" => fn_sync::init(aws).await.map(drop),
+        other => panic!("unknown function {other}"),
+    };
+    result.map_err(|e| e.to_string())
+}
+
+/// Makes a secret unreadable (scheduled for deletion: GetSecretValue refuses it) or readable again.
+async fn set_readable(aws: &shared::aws::AwsClients, arn: &str, readable: bool) {
+    if readable {
+        aws.secrets
+            .restore_secret()
+            .secret_id(arn)
+            .send()
+            .await
+            .unwrap();
+    } else {
+        aws.secrets
+            .delete_secret()
+            .secret_id(arn)
+            .recovery_window_in_days(7)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn each_function_starts_with_only_its_own_secrets_readable() {
+    let moto = Moto::start().unwrap();
+    let mut env = moto.provision(WEBHOOK_SECRET, PLATFORM_KEY).unwrap();
+    for (k, v) in [
+        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("STRIPE_CLIENT_ID", "ca_secrets_test"),
+        ("DASHBOARD_URL", DASHBOARD_URL),
+        (
+            "OAUTH_REDIRECT_URI",
+            "http://127.0.0.1:9/oauth/stripe/callback",
+        ),
+    ] {
+        env.insert(k.into(), v.into());
+    }
+    export_env(&env);
+    let aws = shared::aws::AwsClients::from_env().await;
+    for var in SECRET_VARS {
+        assert!(env.contains_key(var), "provision.py did not create {var}");
+    }
+
+    for (function, own) in READS {
+        // Every secret the function does not use is unreadable: it still starts.
+        let others: Vec<&str> = SECRET_VARS
+            .into_iter()
+            .filter(|v| !own.contains(v))
+            .collect();
+        for var in &others {
+            set_readable(&aws, &env[*var], false).await;
+        }
+        if let Err(e) = cold_start(function, &aws).await {
+            panic!("{function} needs a secret it should not read ({others:?} unreadable): {e}");
+        }
+        // Each secret it does use is really read: without it the function refuses to start,
+        // naming the secret but never a secret value.
+        for var in own {
+            set_readable(&aws, &env[*var], false).await;
+            let err = cold_start(function, &aws)
+                .await
+                .expect_err(&format!("{function} started without {var}"));
+            assert!(err.contains(&env[*var]), "{function}: {err}");
+            for value in [PLATFORM_KEY, WEBHOOK_SECRET] {
+                assert!(!err.contains(value), "{function}: a secret value in {err}");
+            }
+            set_readable(&aws, &env[*var], true).await;
+        }
+        for var in &others {
+            set_readable(&aws, &env[*var], true).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_secret_holding_the_wrong_value_stops_the_cold_start_without_echoing_it() {
+    let moto = Moto::start().unwrap();
+    let env = moto.provision(WEBHOOK_SECRET, PLATFORM_KEY).unwrap();
+    export_env(&env);
+    std::env::set_var("AWS_ENDPOINT_URL", &moto.endpoint);
+    std::env::set_var("AWS_REGION", "us-east-1");
+    std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+    let aws = shared::aws::AwsClients::from_env().await;
+    // The deployer pastes the platform key where the webhook secrets go.
+    aws.secrets
+        .put_secret_value()
+        .secret_id(&env["WEBHOOK_SECRETS_ARN"])
+        .secret_string(PLATFORM_KEY)
+        .send()
+        .await
+        .unwrap();
+    let err = cold_start("webhook", &aws).await.unwrap_err();
+    assert!(err.contains("whsec_"), "says what belongs there: {err}");
+    assert!(!err.contains(PLATFORM_KEY), "echoes the value: {err}");
 }

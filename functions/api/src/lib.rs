@@ -23,6 +23,7 @@ use shared::aws::AwsClients;
 use shared::config::StripeEndpoints;
 use shared::domain_events::Publisher;
 use shared::http::{ApiError, Caller, MAX_BODY_BYTES};
+use shared::secrets::Secret;
 use shared::store::{Store, StoreError};
 use shared::vault::Vault;
 use thiserror::Error;
@@ -64,6 +65,9 @@ pub struct ApiApp {
     pub sync_queue_url: String,
     pub events: Publisher,
     pub lazy: LazyMatcher,
+    /// The platform's Stripe secret key (`PLATFORM_KEY_SECRET_ARN`): revoking the platform's
+    /// access at Stripe (`POST /oauth/deauthorize`) when a workspace disconnects.
+    pub platform_key: Secret,
 }
 
 pub type AppState = Arc<ApiApp>;
@@ -71,6 +75,7 @@ pub type AppState = Arc<ApiApp>;
 /// Builds the state once per cold start, from the environment.
 pub async fn init(aws: &AwsClients) -> Result<AppState, Box<dyn std::error::Error + Send + Sync>> {
     let config = Config::from_env()?;
+    let platform_key = shared::secrets::platform_key(&aws.secrets).await?;
     let lazy = LazyMatcher::new(
         aws.dynamodb.clone(),
         config.table_name.clone(),
@@ -84,6 +89,7 @@ pub async fn init(aws: &AwsClients) -> Result<AppState, Box<dyn std::error::Erro
         sync_queue_url: config.sync_queue_url,
         events: Publisher::new(aws.eventbridge.clone(), config.event_bus_name),
         lazy,
+        platform_key,
     }))
 }
 
@@ -218,6 +224,7 @@ pub(crate) mod testkit {
             sync_queue_url: "http://127.0.0.1:9/unused".into(),
             events: Publisher::new(eb, "unused"),
             lazy,
+            platform_key: Secret::new("sk_test_unused"),
         }))
     }
 

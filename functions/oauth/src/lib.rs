@@ -16,7 +16,7 @@ use shared::domain_events::{DomainEvent, Publisher};
 use shared::http::{ApiError, Caller};
 use shared::oauth_state::OAuthState;
 use shared::queue::{SyncJob, SyncTrigger};
-use shared::secrets::StripeSecrets;
+use shared::secrets::OAuthSecrets;
 use shared::store::connections::Connection;
 use shared::store::syncs::SyncRun;
 use shared::store::{Store, StoreError};
@@ -31,7 +31,6 @@ pub struct Config {
     pub sync_queue_url: String,
     pub kms_key_id: String,
     pub event_bus_name: String,
-    pub secrets_arn: String,
     pub client_id: String,
     pub dashboard_url: Url,
     pub redirect_uri: Url,
@@ -46,7 +45,6 @@ impl Config {
             sync_queue_url: required("SYNC_QUEUE_URL")?,
             kms_key_id: required("KMS_KEY_ID")?,
             event_bus_name: required("EVENT_BUS_NAME")?,
-            secrets_arn: required("SECRETS_ARN")?,
             client_id: required("STRIPE_CLIENT_ID")?,
             dashboard_url: url("DASHBOARD_URL", None)?,
             redirect_uri: url("OAUTH_REDIRECT_URI", None)?,
@@ -57,7 +55,7 @@ impl Config {
 
 pub struct ConnectApp {
     pub config: Config,
-    pub secrets: StripeSecrets,
+    pub secrets: OAuthSecrets,
     pub store: Store,
     pub vault: Vault,
     pub stripe: StripeClient,
@@ -69,7 +67,8 @@ pub type AppState = Arc<ConnectApp>;
 
 pub async fn init(aws: &AwsClients) -> Result<AppState, Box<dyn std::error::Error + Send + Sync>> {
     let config = Config::from_env()?;
-    let secrets = StripeSecrets::load(&aws.secrets, &config.secrets_arn).await?;
+    // PLATFORM_KEY_SECRET_ARN and STATE_KEY_SECRET_ARN, nothing else.
+    let secrets = OAuthSecrets::load(&aws.secrets).await?;
     Ok(Arc::new(ConnectApp {
         store: Store::new(aws.dynamodb.clone(), config.table_name.clone()),
         vault: Vault::new(aws.kms.clone(), config.kms_key_id.clone()),

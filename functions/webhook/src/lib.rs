@@ -27,7 +27,6 @@ pub const MAX_WEBHOOK_BYTES: usize = 1024 * 1024;
 pub struct Config {
     pub table_name: String,
     pub event_queue_url: String,
-    pub secrets_arn: String,
     pub tolerance_secs: i64,
 }
 
@@ -36,7 +35,6 @@ impl Config {
         Ok(Self {
             table_name: shared::config::required("TABLE_NAME")?,
             event_queue_url: shared::config::required("EVENT_QUEUE_URL")?,
-            secrets_arn: shared::config::required("SECRETS_ARN")?,
             tolerance_secs: shared::config::int(
                 "WEBHOOK_TOLERANCE_SECONDS",
                 DEFAULT_TOLERANCE_SECS,
@@ -99,9 +97,11 @@ pub async fn init(
     aws: &shared::aws::AwsClients,
 ) -> Result<Arc<WebhookState>, Box<dyn std::error::Error + Send + Sync>> {
     let config = Config::from_env()?;
-    let secrets = shared::secrets::StripeSecrets::load(&aws.secrets, &config.secrets_arn).await?;
+    // The webhook signing secrets only (WEBHOOK_SECRETS_ARN): this public function never reads
+    // the platform key, and its role may not.
+    let secrets = shared::secrets::webhook_secrets(&aws.secrets).await?;
     Ok(Arc::new(WebhookState {
-        secrets: secrets.webhook_secrets,
+        secrets,
         tolerance_secs: config.tolerance_secs,
         store: Store::new(aws.dynamodb.clone(), config.table_name),
         sqs: aws.sqs.clone(),
