@@ -100,8 +100,6 @@ pub async fn disconnect(
                 c.status = ConnectionStatus::Disconnected;
                 c.erase_tokens();
                 c.disconnected_at = Some(now);
-                c.running_sync = None;
-                c.running_sync_until = None;
             }
             changed
         })

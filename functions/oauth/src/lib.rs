@@ -225,7 +225,8 @@ async fn callback(
         .filter_map(|v| v.to_str().ok())
         .collect::<Vec<_>>()
         .join("; ");
-    let outcome = handle_callback(&app, params, &cookie)
+    let mut flow_ended = false;
+    let outcome = handle_callback(&app, params, &cookie, &mut flow_ended)
         .instrument(span)
         .await;
     let mut target = app.config.dashboard_url.clone();
@@ -241,22 +242,28 @@ async fn callback(
                 .append_pair("reason", e.reason());
         }
     }
-    // The flow is over whatever the outcome: the browser forgets its nonce.
-    (
+    let mut response = (
         StatusCode::FOUND,
-        [
-            (header::CACHE_CONTROL, "no-store".to_string()),
-            (header::SET_COOKIE, clear_cookie(app.secure_cookie())),
-        ],
+        [(header::CACHE_CONTROL, "no-store")],
         Redirect::to(target.as_str()),
     )
-        .into_response()
+        .into_response();
+    // This browser's flow is over, whatever the outcome: it forgets its nonce. A state that is
+    // not this browser's leaves the cookie alone (it may belong to a flow still under way here).
+    if flow_ended {
+        if let Ok(value) = header::HeaderValue::from_str(&clear_cookie(app.secure_cookie())) {
+            response.headers_mut().insert(header::SET_COOKIE, value);
+        }
+    }
+    response
 }
 
+/// `flow_ended` is set once the state is known to be this browser's own flow.
 async fn handle_callback(
     app: &ConnectApp,
     params: CallbackParams,
     cookie: &str,
+    flow_ended: &mut bool,
 ) -> Result<Connection, CallbackError> {
     let now = shared::time::now_unix();
     let state = params
@@ -282,6 +289,7 @@ async fn handle_callback(
         warn!("state presented by a browser that did not start the flow");
         return Err(CallbackError::InvalidState);
     }
+    *flow_ended = true;
     if params.error.as_deref() == Some("access_denied") {
         return Err(CallbackError::AccessDenied);
     }
