@@ -72,7 +72,7 @@ SECRETS_READ_BY = {
     "oauth": {"PLATFORM_KEY_SECRET_ARN", "STATE_KEY_SECRET_ARN"},
     "api": {"PLATFORM_KEY_SECRET_ARN"},  # POST /oauth/deauthorize on disconnect
     "projector": set(),  # Stripe calls use the account's own sealed token
-    "sync": set(),
+    "sync": {"PLATFORM_KEY_SECRET_ARN"},  # retried POST /oauth/deauthorize
 }
 # Binaries whose runaway would starve the rest: they must reserve (and so are capped at) a
 # concurrency at least their SQS event sources' MaximumConcurrency.

@@ -310,6 +310,30 @@ mod tests {
     }
 
     #[test]
+    fn lifecycle_notes_reach_the_card_in_user_words() {
+        // A disconnect whose revocation at Stripe is still pending: no banner, but said.
+        let mut c = conn(Tier::Pro);
+        c.status = ConnectionStatus::Disconnected;
+        c.erase_tokens();
+        c.last_error = Some(crate::lifecycle::revocation_pending("acct_1", T0 + 10));
+        let v = serde_json::to_value(card(&c, T0 + 20)).unwrap();
+        assert_eq!(v["banner"], json!(null));
+        assert_eq!(v["last_error"]["code"], "revocation_pending");
+        assert!(v["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("retried automatically"));
+        // A refused connect of an account another workspace holds: the connected account keeps
+        // working, the card explains what to do (yellow: nothing is broken, something to act on).
+        let mut c = conn(Tier::Pro);
+        c.last_error = Some(crate::lifecycle::account_in_use(T0 + 10));
+        let v = serde_json::to_value(card(&c, T0 + 20)).unwrap();
+        assert_eq!(v["status"], "active");
+        assert_eq!(v["banner"], "yellow");
+        assert_eq!(v["last_error"]["code"], "account_in_use");
+    }
+
+    #[test]
     fn card_json_has_the_api_shape() {
         let mut c = conn(Tier::Pro);
         c.business_name = Some("Acme".into());

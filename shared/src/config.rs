@@ -67,7 +67,7 @@ pub fn int(name: &'static str, default: i64, min: i64, max: i64) -> Result<i64, 
 
 /// The variables naming the Secrets Manager secrets. template.yaml sets each one only on the
 /// functions that read that secret, and grants `GetSecretValue` on exactly those:
-/// `PLATFORM_KEY_SECRET_ARN` (oauth, api), `WEBHOOK_SECRETS_ARN` (webhook),
+/// `PLATFORM_KEY_SECRET_ARN` (oauth, api, sync), `WEBHOOK_SECRETS_ARN` (webhook),
 /// `STATE_KEY_SECRET_ARN` (oauth).
 pub const PLATFORM_KEY_SECRET_ARN: &str = "PLATFORM_KEY_SECRET_ARN";
 pub const WEBHOOK_SECRETS_ARN: &str = "WEBHOOK_SECRETS_ARN";

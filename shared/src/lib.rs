@@ -8,6 +8,7 @@ pub mod card;
 pub mod config;
 pub mod domain_events;
 pub mod http;
+pub mod lifecycle;
 pub mod oauth_state;
 pub mod projection;
 pub mod queue;

@@ -3,7 +3,7 @@
 //!
 //! | secret (env var naming its ARN)  | value                                   | read by     |
 //! | -------------------------------- | --------------------------------------- | ----------- |
-//! | `PLATFORM_KEY_SECRET_ARN`        | the platform's secret key `sk_...`      | oauth, api  |
+//! | `PLATFORM_KEY_SECRET_ARN`        | the platform's secret key `sk_...`      | oauth, api, sync |
 //! | `WEBHOOK_SECRETS_ARN`            | comma-separated `whsec_...` list        | webhook     |
 //! | `STATE_KEY_SECRET_ARN`           | OAuth state signing key (32+ chars)     | oauth       |
 //!
@@ -119,7 +119,7 @@ async fn read(
     Ok((arn, value))
 }
 
-/// The platform's secret key, from `PLATFORM_KEY_SECRET_ARN` (oauth, api).
+/// The platform's secret key, from `PLATFORM_KEY_SECRET_ARN` (oauth, api, sync).
 pub async fn platform_key(client: &aws_sdk_secretsmanager::Client) -> Result<Secret, SecretsError> {
     let (arn, value) = read(client, PLATFORM_KEY_SECRET_ARN).await?;
     parse_platform_key(&arn, &value)

@@ -43,12 +43,87 @@ pub fn local_settings() -> LocalSettings<'static> {
     }
 }
 
-/// The HTTP client of the dashboard and of a user's browser: redirects are not followed (the tests
-/// read where OAuth sends the browser), and nothing waits longer than 30 s.
+/// The HTTP client of the dashboard and of a user's browser: it keeps cookies as a browser does
+/// (the OAuth flow is bound to the browser that started it), redirects are not followed (the
+/// tests read where OAuth sends the browser), and nothing waits longer than 30 s.
 pub fn browser() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
+        .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
+}
+
+/// One person's browser: its own cookie jar, optionally signed in to the Stripe stand-in as an
+/// account (the account `/oauth/authorize` then approves for, whoever built the URL).
+pub struct Browser {
+    pub http: reqwest::Client,
+    pub jar: std::sync::Arc<reqwest::cookie::Jar>,
+}
+
+impl Browser {
+    pub fn new(connect_base: &str, signed_in_to: Option<&str>) -> anyhow::Result<Browser> {
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+        if let Some(account) = signed_in_to {
+            let origin: reqwest::Url = connect_base.parse()?;
+            jar.add_cookie_str(
+                &format!("{}={account}; Path=/", stripe_stub::SESSION_COOKIE),
+                &origin,
+            );
+        }
+        let http = reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Browser { http, jar })
+    }
+
+    /// Opens `url` and returns where it redirects (empty when it does not).
+    pub async fn open(&self, url: &str) -> anyhow::Result<String> {
+        let resp = self.http.get(url).send().await?;
+        Ok(resp
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// As a member of `workspace_id` with `role`: `POST /v1/stripe/connect` from this browser
+    /// (which keeps the flow's cookie); the authorize URL.
+    pub async fn start_connect(
+        &self,
+        base_url: &str,
+        workspace_id: &str,
+        role: Role,
+    ) -> anyhow::Result<String> {
+        let (status, start) = Route {
+            http: &self.http,
+            base_url,
+        }
+        .send(
+            reqwest::Method::POST,
+            workspace_id,
+            role,
+            "/v1/stripe/connect",
+            None,
+        )
+        .await?;
+        anyhow::ensure!(status == 200, "connect answered {status}: {start}");
+        Ok(start["authorize_url"]
+            .as_str()
+            .context("authorize_url")?
+            .to_string())
+    }
+
+    /// Follows an authorize URL through the stand-in and the callback; where the browser landed.
+    pub async fn complete(&self, authorize_url: &str) -> anyhow::Result<String> {
+        let callback = self.open(authorize_url).await?;
+        anyhow::ensure!(!callback.is_empty(), "the stand-in did not redirect");
+        let landed = self.open(&callback).await?;
+        anyhow::ensure!(!landed.is_empty(), "the callback did not redirect");
+        Ok(landed)
+    }
 }
 
 /// A dev token for a member of `workspace_id` with `role`, as the dashboard's identity provider
@@ -127,6 +202,23 @@ pub fn small_stub() -> StubConfig {
         account.customers = 25;
         account.invoice_days = 60;
     }
+    config
+}
+
+/// A second Stripe account of the stand-in (another company), for tests with two tenants: one
+/// Stripe account belongs to one workspace at a time.
+pub const OTHER_ACCOUNT: &str = "acct_1OtherStripeAcct2";
+
+/// [`small_stub`] plus [`OTHER_ACCOUNT`] ("Other Co", 12 customers).
+pub fn two_account_stub() -> StubConfig {
+    let mut config = small_stub();
+    config.accounts.push(stripe_stub::SeedAccount::new(
+        OTHER_ACCOUNT,
+        "Other Co",
+        false,
+        12,
+        60,
+    ));
     config
 }
 
@@ -222,6 +314,25 @@ impl TestStack {
         self.routes()
             .send(method, workspace_id, role, path, body)
             .await
+    }
+
+    /// A fresh browser (its own cookie jar), signed in to the stand-in as `signed_in_to`.
+    pub fn browser(&self, signed_in_to: Option<&str>) -> Browser {
+        Browser::new(&self.stub.connect_base(), signed_in_to).expect("a browser")
+    }
+
+    /// Connects the workspace to `account_id` through the real OAuth flow, in a browser of its
+    /// own signed in to that account; returns where the browser landed.
+    pub async fn connect_account(
+        &self,
+        workspace_id: &str,
+        account_id: &str,
+    ) -> anyhow::Result<String> {
+        let browser = self.browser(Some(account_id));
+        let authorize = browser
+            .start_connect(&self.base_url, workspace_id, Role::Owner)
+            .await?;
+        browser.complete(&authorize).await
     }
 
     /// Connects the workspace through the real OAuth flow; returns where the browser landed.

@@ -239,7 +239,9 @@ async fn an_unknown_email_is_asked_once_per_ten_minutes_and_stripe_failures_are_
 async fn a_workspace_has_a_per_minute_budget_of_stripe_look_ups() {
     // 30 a minute in production; 3 here keeps the test short. Each test is its own process.
     std::env::set_var("LAZY_MATCH_PER_MINUTE", "3");
-    let stack = TestStack::start().await.unwrap();
+    let stack = TestStack::start_with(integration::two_account_stub())
+        .await
+        .unwrap();
     stack.connect_and_backfill("ws_busy").await.unwrap();
     // Not in the last seconds of a minute, so the four look-ups share one.
     while chrono::Utc::now().timestamp() % 60 > 50 {
@@ -265,8 +267,11 @@ async fn a_workspace_has_a_per_minute_budget_of_stripe_look_ups() {
     );
     assert_eq!(stack.stub.requests_served_under(CUSTOMERS) - before, 3);
 
-    // Another workspace has its own budget.
-    stack.connect("ws_other").await.unwrap();
+    // Another workspace (with its own Stripe account) has its own budget.
+    stack
+        .connect_account("ws_other", integration::OTHER_ACCOUNT)
+        .await
+        .unwrap();
     stack
         .wait_for_card("ws_other", |c| c["backfill"]["status"] == "succeeded")
         .await

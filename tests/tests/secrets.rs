@@ -146,7 +146,7 @@ const READS: [(&str, &[&str]); 5] = [
     ),
     ("api", &["PLATFORM_KEY_SECRET_ARN"]),
     ("projector", &[]),
-    ("sync", &[]),
+    ("sync", &["PLATFORM_KEY_SECRET_ARN"]),
 ];
 const SECRET_VARS: [&str; 3] = [
     "PLATFORM_KEY_SECRET_ARN",

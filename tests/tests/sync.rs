@@ -67,9 +67,19 @@ async fn free_tier_gets_three_manual_syncs_a_day_and_one_at_a_time() {
 
 #[tokio::test]
 async fn plan_changes_put_a_workspace_on_its_tiers_schedule() {
-    let stack = TestStack::start().await.unwrap();
+    // Two workspaces, two Stripe accounts: an account belongs to one workspace.
+    let stack = TestStack::start_with(integration::two_account_stub())
+        .await
+        .unwrap();
     stack.connect_and_backfill("ws_scale").await.unwrap();
-    stack.connect_and_backfill("ws_free").await.unwrap();
+    stack
+        .connect_account("ws_free", integration::OTHER_ACCOUNT)
+        .await
+        .unwrap();
+    stack
+        .wait_for_card("ws_free", integration::backfill_ended)
+        .await
+        .unwrap();
     let sync = fn_sync::init(&stack.aws).await.unwrap();
 
     // workspace.plan_changed as EventBridge delivers it.

@@ -210,7 +210,8 @@ async fn deauthorization_turns_the_card_red_and_erases_the_token() {
         "account.application.deauthorized",
         ACCOUNT,
         now,
-        json!({"id": "ca_dev", "object": "application", "name": "Dev"}),
+        // Our own Connect application: only its deauthorization revokes (see connect.rs).
+        json!({"id": stack.env["STRIPE_CLIENT_ID"], "object": "application", "name": "Dev"}),
     );
     assert_eq!(stack.deliver(&deauth).await.unwrap().0, 200);
     let card = stack

@@ -9,7 +9,7 @@ use shared::card::{card, Card};
 use shared::domain_events::DomainEvent;
 use shared::http::{ApiError, Caller};
 use shared::store::connections::ConnectionStatus;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::openapi::ErrorBody;
 use crate::params::Params;
@@ -48,7 +48,7 @@ pub async fn get_card(
 
 #[utoipa::path(delete, path = "/v1/stripe/connection", tag = "connection", security(("bearer" = [])),
     responses(
-        (status = 204, description = "Disconnected: token erased, schedules stopped, data kept and marked stale"),
+        (status = 204, description = "Disconnected: access revoked at Stripe (retried automatically when Stripe is unreachable; the card then says `revocation_pending`), token erased, schedules stopped, data kept and marked stale"),
         (status = 400, description = "`unknown_parameter`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden`: owners and admins only", body = ErrorBody),
@@ -62,11 +62,39 @@ pub async fn disconnect(
 ) -> Result<Response, ApiError> {
     let claims = caller.require_admin()?;
     Params::parse(query.as_deref(), &[])?;
+    let ws = claims.workspace_id.as_str();
+    let stored = app
+        .store
+        .get_connection(ws)
+        .await
+        .map_err(store_down)?
+        .ok_or_else(not_connected)?;
+    if stored.status == ConnectionStatus::Disconnected {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let account = stored.account_id.clone();
+    // Deauthorizing cuts the whole platform off the account: never while another workspace
+    // holds it (only possible for connections made before one account per workspace was the
+    // rule).
+    let shared_with = app
+        .store
+        .other_holder(&account, ws)
+        .await
+        .map_err(store_down)?;
+    // Revoke first: once Stripe has answered, the platform can no longer read the account with
+    // its own key either. Whatever Stripe says, the tokens are erased below.
+    let revoked = match &shared_with {
+        None => app.lifecycle.deauthorize(&account).await,
+        Some(other) => {
+            info!(other = %other, "account also held by another workspace; not revoked");
+            Ok(())
+        }
+    };
     let now = shared::time::now_unix();
     let mut changed = false;
     let conn = app
         .store
-        .update_connection(&claims.workspace_id, |c| {
+        .update_connection(ws, |c| {
             changed = c.status != ConnectionStatus::Disconnected;
             if changed {
                 c.status = ConnectionStatus::Disconnected;
@@ -78,19 +106,28 @@ pub async fn disconnect(
         .await
         .map_err(store_down)?
         .ok_or_else(not_connected)?;
-    if changed {
-        info!(account = %conn.account_id, "disconnected");
-        // A missed alert never undoes the disconnect; the publisher logs failures.
-        let _ = app
-            .events
-            .publish(
-                DomainEvent::Disconnected,
-                &claims.workspace_id,
-                &conn.account_id,
-                json!({"by": claims.sub}),
-            )
-            .await;
+    if !changed {
+        return Ok(StatusCode::NO_CONTENT.into_response());
     }
+    info!(account = %conn.account_id, revoked = revoked.is_ok(), "disconnected");
+    // The account is free for another workspace from now on.
+    if let Err(e) = app.store.release_account(ws, &conn.account_id).await {
+        warn!(error = %e, "account claim not released; a later connect elsewhere takes it over");
+    }
+    if let Err(e) = revoked {
+        warn!(code = e.code(), error = %e, "revocation at Stripe failed; the card says so and it is retried");
+        app.lifecycle.retry_later(ws, &conn.account_id).await;
+    }
+    // A missed alert never undoes the disconnect; the publisher logs failures.
+    let _ = app
+        .events
+        .publish(
+            DomainEvent::Disconnected,
+            ws,
+            &conn.account_id,
+            json!({"by": claims.sub}),
+        )
+        .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

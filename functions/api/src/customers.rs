@@ -26,10 +26,18 @@ const SEARCH_PARAMS: [&str; 7] = [
     "email", "status", "min_mrr", "max_mrr", "currency", "limit", "cursor",
 ];
 pub const DEFAULT_LIST_LIMIT: i32 = 20;
+/// Longest email (UTF-8 bytes, after normalising) a manual link can hold in its key.
+pub const MAX_LINK_EMAIL_BYTES: usize = 1000;
 
 /// Data is stale unless an active connection keeps it fresh.
 fn is_stale(conn: Result<Option<Connection>, StoreError>) -> Result<bool, ApiError> {
     Ok(!matches!(conn.map_err(store_down)?, Some(c) if c.status == ConnectionStatus::Active))
+}
+
+/// Whether the stored data may be shown: not while a previous account's data is being removed
+/// after a switch of accounts (it would show another account's customers).
+fn data_is_current(conn: &Option<Connection>) -> bool {
+    conn.as_ref().is_none_or(Connection::data_is_current)
 }
 
 fn with_stale(mut panel: PanelResponse, stale: bool) -> PanelResponse {
@@ -81,10 +89,14 @@ pub async fn search(
         app.store.get_connection(ws),
         app.store.list_customers(ws, &filter)
     );
-    let (panels, next_cursor) = listed
+    let (mut panels, mut next_cursor) = listed
         .map_err(store_down)?
         .map_err(|_| params::invalid_cursor())?;
-    let stale = is_stale(conn)?;
+    let conn = conn.map_err(store_down)?;
+    if !data_is_current(&conn) {
+        (panels, next_cursor) = (Vec::new(), None);
+    }
+    let stale = is_stale(Ok(conn))?;
     let data: Vec<Value> = panels
         .into_iter()
         .map(|p| to_json(&with_stale(choose(vec![p], None), stale)))
@@ -135,6 +147,9 @@ async fn panel_by_email(
     );
     let conn = conn.map_err(store_down)?;
     let (mut candidates, mut link) = found?;
+    if !data_is_current(&conn) {
+        return Ok(with_stale(choose(Vec::new(), None), true));
+    }
     if candidates.is_empty() {
         if let Some(conn) = conn.as_ref() {
             if ask_stripe(app, conn, typed).await {
@@ -297,6 +312,17 @@ pub fn link_request(body: &Value) -> Result<(String, String), ApiError> {
             "must be an email address of at most 320 characters.",
         )
     })?;
+    // The link's sort key holds the email: DynamoDB takes at most 1,024 bytes there, and 320
+    // characters of a non-Latin script are more (up to 4 bytes each).
+    if email.len() > MAX_LINK_EMAIL_BYTES {
+        return Err(invalid(
+            "email",
+            &format!(
+                "must be at most {MAX_LINK_EMAIL_BYTES} bytes in UTF-8 (this one is {}).",
+                email.len()
+            ),
+        ));
+    }
     let customer_id = params::customer_id(field("customer_id")?)
         .ok_or_else(|| {
             invalid(
@@ -447,6 +473,20 @@ mod tests {
                 "{body}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_multibyte_email_too_long_for_a_key_is_400_naming_the_email() {
+        // 300 characters (under the 320 limit), 4 bytes each: 1,200 bytes.
+        let email = format!("{}@x.io", "\u{1F600}".repeat(295));
+        let body = serde_json::json!({"email": email, "customer_id": "cus_1"}).to_string();
+        let (status, json) = put(body, Role::Admin).await;
+        assert_eq!(
+            (status, code(&json)),
+            (StatusCode::BAD_REQUEST, "invalid_parameter"),
+            "{json}"
+        );
+        assert!(json["error"]["message"].as_str().unwrap().contains("email"));
     }
 
     #[tokio::test]

@@ -23,7 +23,7 @@ use shared::aws::AwsClients;
 use shared::config::StripeEndpoints;
 use shared::domain_events::Publisher;
 use shared::http::{ApiError, Caller, MAX_BODY_BYTES};
-use shared::secrets::Secret;
+use shared::lifecycle::Lifecycle;
 use shared::store::{Store, StoreError};
 use shared::vault::Vault;
 use thiserror::Error;
@@ -65,9 +65,8 @@ pub struct ApiApp {
     pub sync_queue_url: String,
     pub events: Publisher,
     pub lazy: LazyMatcher,
-    /// The platform's Stripe secret key (`PLATFORM_KEY_SECRET_ARN`): revoking the platform's
-    /// access at Stripe (`POST /oauth/deauthorize`) when a workspace disconnects.
-    pub platform_key: Secret,
+    /// Revokes at Stripe on disconnect (and queues retries).
+    pub lifecycle: Lifecycle,
 }
 
 pub type AppState = Arc<ApiApp>;
@@ -83,13 +82,21 @@ pub async fn init(aws: &AwsClients) -> Result<AppState, Box<dyn std::error::Erro
         LazyMatcher::stripe_client(&config.stripe)?,
         config.lazy_match_per_minute,
     );
+    let store = Store::new(aws.dynamodb.clone(), config.table_name);
+    let lifecycle = Lifecycle::from_env(
+        platform_key,
+        store.clone(),
+        shared::stripe::client::StripeClient::new(&config.stripe)?,
+        aws.sqs.clone(),
+        config.sync_queue_url.clone(),
+    )?;
     Ok(Arc::new(ApiApp {
-        store: Store::new(aws.dynamodb.clone(), config.table_name),
+        store,
         sqs: aws.sqs.clone(),
         sync_queue_url: config.sync_queue_url,
         events: Publisher::new(aws.eventbridge.clone(), config.event_bus_name),
         lazy,
-        platform_key,
+        lifecycle,
     }))
 }
 
@@ -143,7 +150,8 @@ async fn request_span(req: Request, next: Next) -> Response {
     .await
 }
 
-/// Failures of the backing services; every one is a 503 to the caller.
+/// Failures of the backing services: 503 when a retry may cure them (throttling, outages,
+/// contention), 400 when the store refused the request itself, 500 for corrupt data.
 #[derive(Debug, Error)]
 pub enum BackendError {
     #[error("store: {0}")]
@@ -154,19 +162,32 @@ pub enum BackendError {
 
 impl From<BackendError> for ApiError {
     fn from(e: BackendError) -> Self {
-        tracing::error!(error = %e, "backend failed");
         match e {
-            BackendError::Store(_) => {
+            BackendError::Store(StoreError::Invalid(detail)) => {
+                tracing::warn!(error = %detail, "the store refused the request");
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "A value in this request is too long or malformed to be stored; retrying will not help. Shorten or correct it.",
+                )
+            }
+            BackendError::Store(e @ StoreError::Corrupt(_)) => {
+                tracing::error!(error = %e, "backend failed");
+                ApiError::internal()
+            }
+            BackendError::Store(e) => {
+                tracing::error!(error = %e, "backend failed");
                 ApiError::unavailable("The data store is unavailable right now; please retry.")
             }
-            BackendError::Queue(_) => {
+            BackendError::Queue(e) => {
+                tracing::error!(error = %e, "backend failed");
                 ApiError::unavailable("The sync could not be queued; please retry.")
             }
         }
     }
 }
 
-/// Maps a store failure to the 503 answer (logged).
+/// Maps a store failure to its answer (logged): see [`BackendError`].
 pub(crate) fn store_down(e: StoreError) -> ApiError {
     BackendError::Store(e).into()
 }
@@ -218,13 +239,22 @@ pub(crate) mod testkit {
             LazyMatcher::stripe_client(&endpoints).unwrap(),
             lazy_match::WORKSPACE_LOOKUPS_PER_MINUTE,
         );
+        let store = Store::new(dynamo, "unused");
+        let lifecycle = Lifecycle {
+            store: store.clone(),
+            stripe: LazyMatcher::stripe_client(&endpoints).unwrap(),
+            platform_key: shared::secrets::Secret::new("unused"),
+            client_id: "ca_unused".into(),
+            sqs: sqs.clone(),
+            queue_url: "http://127.0.0.1:9/unused".into(),
+        };
         router(Arc::new(ApiApp {
-            store: Store::new(dynamo, "unused"),
+            store,
             sqs,
             sync_queue_url: "http://127.0.0.1:9/unused".into(),
             events: Publisher::new(eb, "unused"),
             lazy,
-            platform_key: Secret::new("sk_test_unused"),
+            lifecycle,
         }))
     }
 
@@ -273,6 +303,40 @@ pub(crate) mod testkit {
 
     pub fn code(v: &serde_json::Value) -> &str {
         v["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+#[cfg(test)]
+mod mapping_tests {
+    use super::*;
+
+    #[test]
+    fn only_what_a_retry_can_cure_is_a_503() {
+        let answer = |e: StoreError| {
+            let a = store_down(e);
+            (a.status, a.code)
+        };
+        assert_eq!(
+            answer(StoreError::Invalid(
+                "ValidationException: key too large".into()
+            )),
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        );
+        assert_eq!(
+            answer(StoreError::Unavailable("throttled".into())),
+            (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable")
+        );
+        assert_eq!(
+            answer(StoreError::Contention("x".into())),
+            (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable")
+        );
+        assert_eq!(
+            answer(StoreError::Corrupt("x".into())),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
+        );
+        // The store's own words never reach the caller.
+        let e = store_down(StoreError::Invalid("pk WS#secret-ish".into()));
+        assert!(!e.message.contains("WS#"));
     }
 }
 

@@ -38,11 +38,18 @@ pub async fn get_metrics(
     let currency = params
         .currency()?
         .unwrap_or_else(|| DEFAULT_CURRENCY.to_string());
-    let days = app
-        .store
-        .metric_days(&caller.0.workspace_id, to)
-        .await
-        .map_err(store_down)?;
+    let ws = caller.0.workspace_id.as_str();
+    // Read together: the connection says whether the stored days are the connected account's
+    // (not while a previous account's data is being removed after a switch).
+    let (conn, days) = tokio::join!(app.store.get_connection(ws), app.store.metric_days(ws, to));
+    let current = conn
+        .map_err(store_down)?
+        .is_none_or(|c| c.data_is_current());
+    let days = if current {
+        days.map_err(store_down)?
+    } else {
+        Vec::new()
+    };
     Ok(Json(report(&days, &currency, from, to, now)))
 }
 

@@ -1,11 +1,13 @@
 //! Stripe Connect: `POST /v1/stripe/connect` hands out the authorize URL with a signed,
-//! expiring, single-use state; `GET /oauth/stripe/callback` checks it, exchanges the code, seals
-//! the tokens, stores the connection and starts the backfill.
+//! expiring, single-use state bound to the workspace, the user and the browser (a cookie, see
+//! `shared::oauth_state`); `GET /oauth/stripe/callback` checks all of it, exchanges the code,
+//! refuses an account another workspace holds, seals the tokens, stores the connection and starts
+//! the backfill (after removing a previous account's data when the workspace switched accounts).
 
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -14,10 +16,11 @@ use serde_json::json;
 use shared::aws::AwsClients;
 use shared::domain_events::{DomainEvent, Publisher};
 use shared::http::{ApiError, Caller};
-use shared::oauth_state::OAuthState;
+use shared::lifecycle::{account_in_use, Lifecycle, LifecycleJob};
+use shared::oauth_state::{clear_cookie, set_cookie, OAuthState};
 use shared::queue::{SyncJob, SyncTrigger};
 use shared::secrets::OAuthSecrets;
-use shared::store::connections::Connection;
+use shared::store::connections::{ConnectOutcome, Connection, ConnectionStatus, PurgePending};
 use shared::store::syncs::SyncRun;
 use shared::store::{Store, StoreError};
 use shared::stripe::client::{AccountCredential, StripeClient, StripeError};
@@ -61,6 +64,16 @@ pub struct ConnectApp {
     pub stripe: StripeClient,
     pub sqs: aws_sdk_sqs::Client,
     pub events: Publisher,
+    /// Revokes a grant the workspace switched away from; queues the purge of its data.
+    pub lifecycle: Lifecycle,
+}
+
+impl ConnectApp {
+    /// The browser cookie is `Secure` whenever the callback is served over https (always in
+    /// AWS); only the loopback dev stack runs it on plain http.
+    fn secure_cookie(&self) -> bool {
+        self.config.redirect_uri.scheme() == "https"
+    }
 }
 
 pub type AppState = Arc<ConnectApp>;
@@ -69,12 +82,23 @@ pub async fn init(aws: &AwsClients) -> Result<AppState, Box<dyn std::error::Erro
     let config = Config::from_env()?;
     // PLATFORM_KEY_SECRET_ARN and STATE_KEY_SECRET_ARN, nothing else.
     let secrets = OAuthSecrets::load(&aws.secrets).await?;
+    let store = Store::new(aws.dynamodb.clone(), config.table_name.clone());
+    let stripe = StripeClient::new(&config.stripe)?;
+    let lifecycle = Lifecycle {
+        store: store.clone(),
+        stripe: stripe.clone(),
+        platform_key: secrets.stripe_secret_key.clone(),
+        client_id: config.client_id.clone(),
+        sqs: aws.sqs.clone(),
+        queue_url: config.sync_queue_url.clone(),
+    };
     Ok(Arc::new(ConnectApp {
-        store: Store::new(aws.dynamodb.clone(), config.table_name.clone()),
+        store,
         vault: Vault::new(aws.kms.clone(), config.kms_key_id.clone()),
-        stripe: StripeClient::new(&config.stripe)?,
+        stripe,
         sqs: aws.sqs.clone(),
         events: Publisher::new(aws.eventbridge.clone(), config.event_bus_name.clone()),
+        lifecycle,
         secrets,
         config,
     }))
@@ -87,13 +111,18 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn connect(
-    State(app): State<AppState>,
-    caller: Caller,
-) -> Result<Json<serde_json::Value>, ApiError> {
+/// `POST /v1/stripe/connect`: the authorize URL, and the cookie that binds the flow to this
+/// browser.
+///
+/// The dashboard must let the browser keep that cookie: it calls this route with
+/// `credentials: "include"` (cross-origin: the API answers CORS with the dashboard's exact
+/// origin and `Access-Control-Allow-Credentials: true`, and must be same-site with the dashboard,
+/// since browsers drop a SameSite=Lax cookie set by a cross-site fetch), then sends the same
+/// browser to `authorize_url`. See `shared::oauth_state` for the cookie's attributes.
+async fn connect(State(app): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     let claims = caller.require_admin()?;
     let now = shared::time::now_unix();
-    let state = OAuthState::new(&claims.workspace_id, &claims.sub, now);
+    let (state, browser_nonce) = OAuthState::new(&claims.workspace_id, &claims.sub, now);
     app.store
         .put_oauth_nonce(&state.workspace_id, &state.nonce, state.expires_at)
         .await
@@ -111,13 +140,26 @@ async fn connect(
         .append_pair("response_type", "code")
         .append_pair("client_id", &app.config.client_id)
         .append_pair("scope", "read_only")
+        // Stripe shows the consent screen even when the platform is already connected to the
+        // signed-in account, so nobody connects an account without seeing which one.
+        .append_pair("always_prompt", "true")
         .append_pair("redirect_uri", app.config.redirect_uri.as_str())
         .append_pair(
             "state",
             &state.sign(app.secrets.state_signing_key.expose().as_bytes()),
         );
     info!(workspace = %claims.workspace_id, "connect started");
-    Ok(Json(json!({"authorize_url": url.to_string()})))
+    Ok((
+        [
+            (
+                header::SET_COOKIE,
+                set_cookie(&browser_nonce, app.secure_cookie()),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        Json(json!({"authorize_url": url.to_string()})),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,7 +175,7 @@ pub struct CallbackParams {
 pub enum CallbackError {
     #[error("the user declined access")]
     AccessDenied,
-    #[error("the state is missing, forged, expired or already used")]
+    #[error("the state is missing, forged, expired, already used, or opened in another browser")]
     InvalidState,
     #[error("no authorization code")]
     MissingCode,
@@ -141,6 +183,8 @@ pub enum CallbackError {
     InvalidGrant,
     #[error("the grant is not read_only")]
     WrongScope,
+    #[error("the Stripe account is connected to workspace {0}")]
+    AccountInUse(String),
     #[error("Stripe: {0}")]
     Stripe(StripeError),
     #[error("store: {0}")]
@@ -157,19 +201,33 @@ impl CallbackError {
             CallbackError::MissingCode => "missing_code",
             CallbackError::InvalidGrant => "invalid_grant",
             CallbackError::WrongScope => "wrong_scope",
+            CallbackError::AccountInUse(_) => "account_in_use",
             CallbackError::Stripe(e) => e.code(),
             CallbackError::Store(_) | CallbackError::Vault(_) => "internal_error",
         }
     }
 }
 
-async fn callback(State(app): State<AppState>, Query(params): Query<CallbackParams>) -> Response {
+async fn callback(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<CallbackParams>,
+) -> Response {
     let span = info_span!(
         "oauth_callback",
         workspace = tracing::field::Empty,
         account = tracing::field::Empty
     );
-    let outcome = handle_callback(&app, params).instrument(span).await;
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut flow_ended = false;
+    let outcome = handle_callback(&app, params, &cookie, &mut flow_ended)
+        .instrument(span)
+        .await;
     let mut target = app.config.dashboard_url.clone();
     match &outcome {
         Ok(_) => {
@@ -183,17 +241,28 @@ async fn callback(State(app): State<AppState>, Query(params): Query<CallbackPara
                 .append_pair("reason", e.reason());
         }
     }
-    (
+    let mut response = (
         StatusCode::FOUND,
         [(header::CACHE_CONTROL, "no-store")],
         Redirect::to(target.as_str()),
     )
-        .into_response()
+        .into_response();
+    // This browser's flow is over, whatever the outcome: it forgets its nonce. A state that is
+    // not this browser's leaves the cookie alone (it may belong to a flow still under way here).
+    if flow_ended {
+        if let Ok(value) = header::HeaderValue::from_str(&clear_cookie(app.secure_cookie())) {
+            response.headers_mut().insert(header::SET_COOKIE, value);
+        }
+    }
+    response
 }
 
+/// `flow_ended` is set once the state is known to be this browser's own flow.
 async fn handle_callback(
     app: &ConnectApp,
     params: CallbackParams,
+    cookie: &str,
+    flow_ended: &mut bool,
 ) -> Result<Connection, CallbackError> {
     let now = shared::time::now_unix();
     let state = params
@@ -204,7 +273,8 @@ async fn handle_callback(
         })
         .ok_or(CallbackError::InvalidState)?;
     tracing::Span::current().record("workspace", state.workspace_id.as_str());
-    // Single use: the nonce is consumed whatever happens next.
+    // Single use: the nonce is consumed whatever happens next, so a state that reached the
+    // wrong browser is burnt too (whoever learns that callback URL cannot replay it).
     if !app
         .store
         .consume_oauth_nonce(&state.workspace_id, &state.nonce, now)
@@ -212,6 +282,13 @@ async fn handle_callback(
     {
         return Err(CallbackError::InvalidState);
     }
+    // Only the browser that started the flow completes it, and before the code is exchanged: a
+    // lured victim's browser changes nothing for anyone.
+    if !state.opened_by(Some(cookie)) {
+        warn!("state presented by a browser that did not start the flow");
+        return Err(CallbackError::InvalidState);
+    }
+    *flow_ended = true;
     if params.error.as_deref() == Some("access_denied") {
         return Err(CallbackError::AccessDenied);
     }
@@ -236,19 +313,21 @@ async fn handle_callback(
         })?;
     tracing::Span::current().record("account", grant.stripe_user_id.as_str());
     if grant.scope != "read_only" {
-        // Give back a grant we must not hold.
-        if let Err(e) = app
-            .stripe
-            .oauth_deauthorize(
-                &app.secrets.stripe_secret_key,
-                &app.config.client_id,
-                &grant.stripe_user_id,
-            )
-            .await
-        {
-            warn!(error = %e, "could not revoke a grant with the wrong scope");
-        }
+        // Discarded, never deauthorized: deauthorizing cuts the whole platform off the account,
+        // which would break any workspace already connected to it read-only.
+        warn!(scope = %grant.scope, "grant with the wrong scope discarded");
         return Err(CallbackError::WrongScope);
+    }
+    let previous = app.store.get_connection(&state.workspace_id).await?;
+    // Cheap check first (the store's transaction is the real guard): no tokens are sealed for
+    // an account another workspace holds.
+    if let Some(holder) = app
+        .store
+        .other_holder(&grant.stripe_user_id, &state.workspace_id)
+        .await?
+    {
+        return refuse_account_in_use(app, &state.workspace_id, previous.as_ref(), holder, now)
+            .await;
     }
     let credential = AccountCredential {
         account_id: grant.stripe_user_id.clone(),
@@ -272,7 +351,6 @@ async fn handle_callback(
         None => None,
     };
 
-    let previous = app.store.get_connection(&state.workspace_id).await?;
     let tier = app.store.get_plan(&state.workspace_id).await?;
     let mut conn = Connection::new(
         &state.workspace_id,
@@ -294,11 +372,67 @@ async fn handle_callback(
         SyncTrigger::Backfill,
         now,
     );
+    // Another account's data is in the workspace (a switch, or a switch whose purge has not
+    // finished): it goes before the new account's backfill, and nothing of it is shown meanwhile.
+    let leftover = previous.as_ref().and_then(|p| {
+        if p.account_id != conn.account_id {
+            Some(p.account_id.clone())
+        } else {
+            p.purge_pending
+                .as_ref()
+                .map(|purge| purge.account_id.clone())
+        }
+    });
+    if let (Some(old), Some(prev)) = (&leftover, previous.as_ref()) {
+        conn.purge_pending = Some(PurgePending {
+            account_id: old.clone(),
+            backfill_run: run.id.clone(),
+        });
+        // A sync of the old account may still be writing; the purge waits for its lease.
+        conn.running_sync = prev.running_sync.clone();
+        conn.running_sync_until = prev.running_sync_until;
+    }
+    match app.store.connect_account(previous.as_ref(), &conn).await? {
+        ConnectOutcome::Connected => {}
+        ConnectOutcome::AccountInUse { workspace_id } => {
+            return refuse_account_in_use(
+                app,
+                &state.workspace_id,
+                previous.as_ref(),
+                workspace_id,
+                now,
+            )
+            .await;
+        }
+    }
     app.store.put_sync_run(&run).await?;
-    app.store
-        .replace_connection(previous.as_ref(), &conn)
-        .await?;
-    if let Err(e) = start_backfill(app, &conn, &run).await {
+    if let Some(prev) = previous
+        .as_ref()
+        .filter(|p| p.account_id != conn.account_id && p.status != ConnectionStatus::Disconnected)
+    {
+        // The workspace let go of a grant it was still holding: give it back to its owner.
+        app.lifecycle
+            .revoke_released(&state.workspace_id, &prev.account_id)
+            .await;
+    }
+    let started = match &leftover {
+        Some(old) => {
+            info!(old_account = %old, "switched accounts; the old account's data is purged before the backfill");
+            let job = LifecycleJob::Purge {
+                workspace_id: conn.workspace_id.clone(),
+                old_account_id: old.clone(),
+                account_id: conn.account_id.clone(),
+                backfill_run: run.id.clone(),
+                attempt: 0,
+            };
+            app.lifecycle
+                .queue(&job, 0)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        None => start_backfill(app, &conn, &run).await,
+    };
+    if let Err(e) = started {
         warn!(error = %e, "backfill not queued; the next schedule or a manual re-sync will run it");
         run.status = shared::store::syncs::RunStatus::Failed;
         run.error = Some(shared::store::syncs::RunError {
@@ -318,6 +452,27 @@ async fn handle_callback(
         .await;
     info!(livemode = conn.livemode, "connected");
     Ok(conn)
+}
+
+/// Nothing is stored and the grant is dropped without deauthorizing (the holder keeps working).
+/// A workspace that already has a connection sees why on its card.
+async fn refuse_account_in_use(
+    app: &ConnectApp,
+    workspace_id: &str,
+    previous: Option<&Connection>,
+    holder: String,
+    now: i64,
+) -> Result<Connection, CallbackError> {
+    warn!(holder = %holder, "account connected to another workspace; grant discarded");
+    if previous.is_some() {
+        app.store
+            .update_connection(workspace_id, |c| {
+                c.last_error = Some(account_in_use(now));
+                true
+            })
+            .await?;
+    }
+    Err(CallbackError::AccountInUse(holder))
 }
 
 async fn start_backfill(app: &ConnectApp, conn: &Connection, run: &SyncRun) -> Result<(), String> {

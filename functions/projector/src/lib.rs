@@ -32,6 +32,8 @@ pub struct Config {
     pub kms_key_id: String,
     pub event_bus_name: String,
     pub stripe: shared::config::StripeEndpoints,
+    /// Our Connect application (`ca_...`): only its deauthorization revokes a connection.
+    pub client_id: String,
 }
 
 impl Config {
@@ -42,6 +44,7 @@ impl Config {
             kms_key_id: required("KMS_KEY_ID")?,
             event_bus_name: required("EVENT_BUS_NAME")?,
             stripe: shared::config::StripeEndpoints::from_env()?,
+            client_id: required("STRIPE_CLIENT_ID")?,
         })
     }
 }
@@ -52,6 +55,7 @@ pub struct Projector {
     pub stripe: StripeClient,
     pub events: Publisher,
     pub unhandled: AtomicU64,
+    pub client_id: String,
 }
 
 pub async fn init(
@@ -64,6 +68,7 @@ pub async fn init(
         stripe: StripeClient::new(&config.stripe)?,
         events: Publisher::new(aws.eventbridge.clone(), config.event_bus_name),
         unhandled: AtomicU64::new(0),
+        client_id: config.client_id,
     }))
 }
 
@@ -90,7 +95,9 @@ pub enum Outcome {
     Projected,
     Unchanged,
     Unhandled,
-    /// The workspace disconnected after the event was queued.
+    /// The workspace disconnected after the event was queued, moved to another account, or is
+    /// still removing a previous account's data (its backfill, which follows, lists the current
+    /// state); or the event concerns another Connect application.
     Skipped,
 }
 
@@ -141,6 +148,16 @@ pub async fn handle_message(app: &Projector, record: &SqsMessage) -> Result<Outc
 
 pub async fn project(app: &Projector, message: QueuedEvent) -> Result<Outcome, ProjectError> {
     let ws = message.workspace_id.as_str();
+    // Only the connected account's events, and not while an earlier account's data is being
+    // removed: anything written then would mix two accounts.
+    let conn = app.store.get_connection(ws).await?;
+    if !conn
+        .as_ref()
+        .is_some_and(|c| c.account_id == message.account_id && c.data_is_current())
+    {
+        info!("workspace not connected to this account (or switching accounts); event skipped");
+        return Ok(Outcome::Skipped);
+    }
     let object = match &message.payload {
         Some(raw) => {
             let mut event: serde_json::Value =
@@ -192,8 +209,19 @@ pub async fn project(app: &Projector, message: QueuedEvent) -> Result<Outcome, P
             Outcome::Projected
         }
         Routed::Deauthorized => {
-            revoke(app, ws, &message.account_id, message.created).await?;
-            Outcome::Projected
+            // `data.object` is the application that lost access; another platform's
+            // deauthorization says nothing about ours.
+            let application = object.get("id").and_then(serde_json::Value::as_str);
+            if application != Some(app.client_id.as_str()) {
+                info!(
+                    application = application.unwrap_or(""),
+                    "deauthorization of another application; acknowledged and ignored"
+                );
+                Outcome::Skipped
+            } else {
+                revoke(app, ws, &message.account_id, message.created).await?;
+                Outcome::Projected
+            }
         }
         Routed::Unhandled => {
             let total = app.unhandled.fetch_add(1, Ordering::Relaxed) + 1;

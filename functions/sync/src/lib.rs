@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use shared::aws::AwsClients;
 use shared::config::{required, ConfigError, StripeEndpoints};
 use shared::domain_events::Publisher;
+use shared::lifecycle::{Lifecycle, LifecycleJob};
 use shared::queue::SyncJob;
 use shared::store::connections::Tier;
 use shared::store::{Store, StoreError};
@@ -45,21 +46,35 @@ pub struct SyncApp {
     pub deps: SyncDeps,
     pub sqs: aws_sdk_sqs::Client,
     pub sync_queue_url: String,
+    /// Revocation retries and purges after a switch of accounts (lifecycle messages).
+    pub lifecycle: Lifecycle,
 }
 
 pub async fn init(
     aws: &AwsClients,
 ) -> Result<Arc<SyncApp>, Box<dyn std::error::Error + Send + Sync>> {
     let config = Config::from_env()?;
+    let store = Store::new(aws.dynamodb.clone(), config.table_name);
+    let stripe = StripeClient::new(&config.stripe)?;
+    // PLATFORM_KEY_SECRET_ARN only: retried revocations (`POST /oauth/deauthorize`).
+    let platform_key = shared::secrets::platform_key(&aws.secrets).await?;
+    let lifecycle = Lifecycle::from_env(
+        platform_key,
+        store.clone(),
+        stripe.clone(),
+        aws.sqs.clone(),
+        config.sync_queue_url.clone(),
+    )?;
     Ok(Arc::new(SyncApp {
         deps: SyncDeps {
-            store: Store::new(aws.dynamodb.clone(), config.table_name),
+            store,
             vault: Vault::new(aws.kms.clone(), config.kms_key_id),
-            stripe: StripeClient::new(&config.stripe)?,
+            stripe,
             events: Publisher::new(aws.eventbridge.clone(), config.event_bus_name),
         },
         sqs: aws.sqs.clone(),
         sync_queue_url: config.sync_queue_url,
+        lifecycle,
     }))
 }
 
@@ -193,6 +208,9 @@ async fn handle_job(app: &SyncApp, record: &SqsMessage) -> bool {
         .get("ApproximateReceiveCount")
         .map(String::as_str)
         .unwrap_or("");
+    if let Some(parsed) = record.body.as_deref().and_then(LifecycleJob::parse) {
+        return handle_lifecycle(app, record, parsed, receives).await;
+    }
     let job = match parse_job(record) {
         Ok(job) => job,
         Err(reason) => {
@@ -230,6 +248,42 @@ async fn handle_job(app: &SyncApp, record: &SqsMessage) -> bool {
     }
     .instrument(span)
     .await
+}
+
+/// A revocation retry or a purge; whether the message is done with.
+async fn handle_lifecycle(
+    app: &SyncApp,
+    record: &SqsMessage,
+    parsed: Result<LifecycleJob, String>,
+    receives: &str,
+) -> bool {
+    let job = match parsed {
+        Ok(job) => job,
+        Err(reason) => {
+            error!(message_id = ?record.message_id, %reason, "malformed lifecycle message");
+            return false;
+        }
+    };
+    let (task, workspace, account) = match &job {
+        LifecycleJob::Revoke {
+            workspace_id,
+            account_id,
+            ..
+        } => ("revoke", workspace_id, account_id),
+        LifecycleJob::Purge {
+            workspace_id,
+            old_account_id,
+            ..
+        } => ("purge", workspace_id, old_account_id),
+    };
+    let span = info_span!("lifecycle", task, workspace = %workspace, account = %account);
+    match app.lifecycle.run(&job).instrument(span).await {
+        Ok(()) => true,
+        Err(e) => {
+            error!(task, reason = %e, receive_count = receives, "lifecycle job failed; it will be retried");
+            false
+        }
+    }
 }
 
 pub fn parse_job(record: &SqsMessage) -> Result<SyncJob, String> {

@@ -173,8 +173,10 @@ async fn dev_token(
     ))
 }
 
-/// Connects `workspace_id` through the real flow: POST /v1/stripe/connect as an owner, follow the
-/// authorize URL on the Stripe stand-in (which approves at once), then the callback.
+/// Connects `workspace_id` through the real flow, as one browser: POST /v1/stripe/connect as an
+/// owner (the answer sets the cookie that binds the flow to this browser), follow the authorize
+/// URL on the Stripe stand-in (which approves at once), then the callback, which the cookie
+/// jar sends the cookie to.
 pub async fn connect_workspace(
     base_url: &str,
     jwt_secret: &str,
@@ -187,6 +189,7 @@ pub async fn connect_workspace(
     };
     let token = mint_dev_token(jwt_secret.as_bytes(), &claims, 600);
     let http = reqwest::Client::builder()
+        .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
     let start: serde_json::Value = http

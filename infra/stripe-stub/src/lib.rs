@@ -31,7 +31,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 pub use faults::{Fault, FaultKind};
-pub use oauth::{READ_ONLY, READ_WRITE};
+pub use oauth::{READ_ONLY, READ_WRITE, SESSION_COOKIE};
 pub use objects::API_VERSION;
 pub use seed::{known, Mix, SeedAccount, DEV_ACCOUNT_ID, DEV_BUSINESS_NAME};
 pub use seed::{

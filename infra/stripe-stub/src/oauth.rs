@@ -211,9 +211,31 @@ fn params(raw: Option<&str>) -> HashMap<String, String> {
         .collect()
 }
 
+/// The cookie that stands for being signed in to Stripe in a browser: its value is the account
+/// the browser's user is signed in to. A test's browser puts it in its cookie jar for the
+/// stand-in's origin; `/oauth/authorize` then approves for that account, whoever built the URL.
+pub const SESSION_COOKIE: &str = "stub_session";
+
+/// The account a browser is signed in to, from its `Cookie` header.
+fn signed_in_account(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim().to_string())
+        .filter(|value| !value.is_empty())
+}
+
 /// `GET /oauth/authorize`: simulates the user approving (or with `deny=1`, declining) at once.
+/// The account is the one the browser is signed in to ([`SESSION_COOKIE`]), else `stub_account`,
+/// else the first seeded account. `always_prompt` changes nothing here: the stand-in always
+/// "prompts" and approves.
 pub(crate) async fn authorize(
     State(state): State<Arc<StubState>>,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
     let q = params(query.as_deref());
@@ -254,8 +276,8 @@ pub(crate) async fn authorize(
             "Invalid redirect URI",
         );
     };
-    let account_id = match get("stub_account") {
-        Some(id) => id.to_string(),
+    let account_id = match signed_in_account(&headers).or(get("stub_account").map(str::to_string)) {
+        Some(id) => id,
         None => match state.first_account_id() {
             Some(id) => id,
             None => {
@@ -451,6 +473,17 @@ mod tests {
             grants.exchange("ac_nope", |_| false).err(),
             Some(GrantError::UnknownCode)
         );
+    }
+
+    #[test]
+    fn the_signed_in_account_comes_from_the_session_cookie() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(signed_in_account(&headers), None);
+        headers.insert(
+            header::COOKIE,
+            "a=1; stub_session=acct_Victim; b=2".parse().unwrap(),
+        );
+        assert_eq!(signed_in_account(&headers).as_deref(), Some("acct_Victim"));
     }
 
     #[test]

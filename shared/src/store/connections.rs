@@ -1,6 +1,6 @@
 //! The workspace's Stripe connection: account, status, sealed token, sync bookkeeping.
 
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
 use super::{get_s, is_condition_failure, keys, n, s, Item, Store, StoreError};
@@ -71,6 +71,17 @@ pub struct Backfill {
     pub progress: f64,
 }
 
+/// A switch of accounts whose leftover data is still being removed (see `store::purge`). While
+/// it is set, reads answer as if nothing were projected, the projector skips events, and no sync
+/// may start; the purge job clears it and then queues `backfill_run`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PurgePending {
+    /// The account whose data is being removed.
+    pub account_id: String,
+    /// The new account's backfill, started once the purge is done.
+    pub backfill_run: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LastError {
     pub code: String,
@@ -124,6 +135,9 @@ pub struct Connection {
     pub manual_sync_count: u32,
     #[serde(default)]
     pub disconnected_at: Option<i64>,
+    /// Set while a previous account's data is being removed after a switch of accounts.
+    #[serde(default)]
+    pub purge_pending: Option<PurgePending>,
     /// Bumped by every write; read-modify-writes are conditional on it, so a sync's progress
     /// write can never undo a disconnect or a revocation that landed in between.
     #[serde(default)]
@@ -163,8 +177,15 @@ impl Connection {
             manual_sync_day: None,
             manual_sync_count: 0,
             disconnected_at: None,
+            purge_pending: None,
             version: 0,
         }
+    }
+
+    /// Whether the projected data in the workspace is this connection's account's: false while
+    /// a previous account's data is being purged.
+    pub fn data_is_current(&self) -> bool {
+        self.purge_pending.is_none()
     }
 
     /// Only an active connection with a paid tier is on a schedule.
@@ -200,6 +221,20 @@ impl Connection {
 pub struct AccountMember {
     pub workspace_id: String,
     pub active: bool,
+}
+
+/// The item that says which workspace holds a Stripe account (at most one does).
+const ACCOUNT_CLAIM: &str = "CLAIM";
+
+/// What became of storing a new grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectOutcome {
+    Connected,
+    /// Another workspace holds the account (connected, or waiting to be reconnected); nothing
+    /// was stored.
+    AccountInUse {
+        workspace_id: String,
+    },
 }
 
 /// Why a manual sync cannot start.
@@ -304,23 +339,232 @@ impl Store {
         }
     }
 
-    /// Replaces a connection, moving the account map when the account changed (reconnect).
-    pub async fn replace_connection(
+    /// Stores a new grant for `conn.workspace_id`, replacing `previous` (the stored connection
+    /// when the callback read it), in one transaction: the connection, its account-map entry, and
+    /// the account's claim, which no other workspace may hold. A switch of accounts also drops the
+    /// old account's map entry and claim. Returns `AccountInUse` (and stores nothing) when another
+    /// workspace holds the account; a claim left by a workspace that has since disconnected or
+    /// moved to another account is taken over.
+    pub async fn connect_account(
         &self,
         previous: Option<&Connection>,
         conn: &Connection,
-    ) -> Result<(), StoreError> {
-        if let Some(prev) = previous.filter(|p| p.account_id != conn.account_id) {
-            self.client
-                .delete_item()
-                .table_name(&self.table)
-                .key("pk", s(keys::account(&prev.account_id)))
-                .key("sk", s(keys::account_member(&prev.workspace_id)))
-                .send()
-                .await
-                .map_err(StoreError::sdk)?;
+    ) -> Result<ConnectOutcome, StoreError> {
+        // Connections stored before claims existed only have their (active) map entries.
+        if let Some(other) = self
+            .account_members(&conn.account_id)
+            .await?
+            .into_iter()
+            .find(|m| m.active && m.workspace_id != conn.workspace_id)
+        {
+            return Ok(ConnectOutcome::AccountInUse {
+                workspace_id: other.workspace_id,
+            });
         }
-        self.put_connection(conn).await
+        let mut stale_holder: Option<String> = None;
+        for _ in 0..3 {
+            match self
+                .connect_transaction(previous, conn, stale_holder.as_deref())
+                .await?
+            {
+                Ok(()) => return Ok(ConnectOutcome::Connected),
+                Err(holder) => match self.account_holder(&conn.account_id).await? {
+                    Some(ws) if ws != conn.workspace_id => {
+                        return Ok(ConnectOutcome::AccountInUse { workspace_id: ws })
+                    }
+                    // The claim is stale (or ours): take it over, guarded on who held it.
+                    _ => stale_holder = holder,
+                },
+            }
+        }
+        Err(StoreError::Contention(format!(
+            "account claim {}",
+            conn.account_id
+        )))
+    }
+
+    /// `Ok(Err(holder))` when the claim condition failed (`holder` as read afterwards, if any).
+    async fn connect_transaction(
+        &self,
+        previous: Option<&Connection>,
+        conn: &Connection,
+        stale_holder: Option<&str>,
+    ) -> Result<Result<(), Option<String>>, StoreError> {
+        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Corrupt(e.to_string());
+        let ws = &conn.workspace_id;
+        let mut main = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(conn.to_item()?));
+        main = match previous {
+            Some(prev) => main
+                .condition_expression(
+                    "version = :v OR (attribute_not_exists(version) AND :v = :zero)",
+                )
+                .expression_attribute_values(":v", n(prev.version))
+                .expression_attribute_values(":zero", n(0)),
+            None => main.condition_expression("attribute_not_exists(pk)"),
+        };
+        let member = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(keys::account(&conn.account_id)))
+            .item("sk", s(keys::account_member(ws)))
+            .item("workspace_id", s(ws))
+            .item(
+                "active",
+                AttributeValue::Bool(conn.status == ConnectionStatus::Active),
+            )
+            .build()
+            .map_err(build)?;
+        let mut claim = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(keys::account(&conn.account_id)))
+            .item("sk", s(ACCOUNT_CLAIM))
+            .item("workspace_id", s(ws))
+            .expression_attribute_values(":ws", s(ws));
+        claim = match stale_holder {
+            Some(stale) => claim
+                .condition_expression(
+                    "attribute_not_exists(pk) OR workspace_id = :ws OR workspace_id = :stale",
+                )
+                .expression_attribute_values(":stale", s(stale)),
+            None => claim.condition_expression("attribute_not_exists(pk) OR workspace_id = :ws"),
+        };
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .put(main.build().map_err(build)?)
+                .build(),
+            TransactWriteItem::builder().put(member).build(),
+            TransactWriteItem::builder()
+                .put(claim.build().map_err(build)?)
+                .build(),
+        ];
+        if let Some(prev) = previous.filter(|p| p.account_id != conn.account_id) {
+            items.push(
+                TransactWriteItem::builder()
+                    .delete(
+                        Delete::builder()
+                            .table_name(&self.table)
+                            .key("pk", s(keys::account(&prev.account_id)))
+                            .key("sk", s(keys::account_member(ws)))
+                            .build()
+                            .map_err(build)?,
+                    )
+                    .build(),
+            );
+            items.push(
+                TransactWriteItem::builder()
+                    .delete(release_claim(&self.table, &prev.account_id, ws)?)
+                    .build(),
+            );
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        let Err(e) = result else {
+            return Ok(Ok(()));
+        };
+        let reasons = cancellation_reasons(&e);
+        if reasons.is_empty() {
+            return Err(StoreError::sdk(e));
+        }
+        if reasons.first().map(String::as_str) == Some("ConditionalCheckFailed") {
+            return Err(StoreError::Contention(format!("connection {ws}")));
+        }
+        if reasons.get(2).map(String::as_str) == Some("ConditionalCheckFailed") {
+            return Ok(Err(self.claim_of(&conn.account_id).await?));
+        }
+        Err(StoreError::Unavailable(format!(
+            "connect transaction cancelled: {}",
+            reasons.join(",")
+        )))
+    }
+
+    /// The workspace named by the account's claim item, if any.
+    async fn claim_of(&self, account_id: &str) -> Result<Option<String>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::account(account_id)))
+            .key("sk", s(ACCOUNT_CLAIM))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        Ok(out
+            .item
+            .as_ref()
+            .and_then(|i| get_s(i, "workspace_id"))
+            .map(str::to_string))
+    }
+
+    /// The workspace that holds `account_id`: its connection names the account and is not
+    /// disconnected. A claim whose workspace no longer holds the account does not count.
+    pub async fn account_holder(&self, account_id: &str) -> Result<Option<String>, StoreError> {
+        self.holder_other_than(account_id, None).await
+    }
+
+    /// The workspace other than `workspace_id` that holds `account_id` (see
+    /// [`Store::account_holder`]).
+    pub async fn other_holder(
+        &self,
+        account_id: &str,
+        workspace_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.holder_other_than(account_id, Some(workspace_id)).await
+    }
+
+    async fn holder_other_than(
+        &self,
+        account_id: &str,
+        except: Option<&str>,
+    ) -> Result<Option<String>, StoreError> {
+        let mut candidates: Vec<String> = self
+            .account_members(account_id)
+            .await?
+            .into_iter()
+            .filter(|m| m.active)
+            .map(|m| m.workspace_id)
+            .collect();
+        if let Some(claimed) = self.claim_of(account_id).await? {
+            candidates.insert(0, claimed);
+        }
+        candidates.retain(|ws| Some(ws.as_str()) != except);
+        candidates.dedup();
+        for ws in candidates {
+            if let Some(conn) = self.get_connection(&ws).await? {
+                if conn.account_id == account_id && conn.status != ConnectionStatus::Disconnected {
+                    return Ok(Some(ws));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Gives up the workspace's claim on an account (disconnect), if it still holds it.
+    pub async fn release_account(
+        &self,
+        workspace_id: &str,
+        account_id: &str,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::account(account_id)))
+            .key("sk", s(ACCOUNT_CLAIM))
+            .condition_expression("attribute_not_exists(pk) OR workspace_id = :ws")
+            .expression_attribute_values(":ws", s(workspace_id))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(StoreError::sdk(e)),
+        }
     }
 
     /// Read-modify-write of a connection, retried if another writer got there first; `f`
@@ -366,6 +610,7 @@ impl Store {
         Ok(out
             .items()
             .iter()
+            .filter(|i| get_s(i, "sk").is_some_and(|sk| sk.starts_with("WS#")))
             .filter_map(|i| {
                 Some(AccountMember {
                     workspace_id: get_s(i, "workspace_id")?.to_string(),
@@ -463,6 +708,12 @@ impl Store {
         if conn.status != ConnectionStatus::Active {
             return Ok(Err(SyncSlotRefusal::NotConnected));
         }
+        if let Some(purge) = &conn.purge_pending {
+            // The new account's backfill runs once the old account's data is gone.
+            return Ok(Err(SyncSlotRefusal::InProgress {
+                run_id: purge.backfill_run.clone(),
+            }));
+        }
         if let (Some(running), Some(until)) = (&conn.running_sync, conn.running_sync_until) {
             if until > now {
                 return Ok(Err(SyncSlotRefusal::InProgress {
@@ -499,7 +750,7 @@ impl Store {
             // The slot is free (never taken, released, or its lease ran out) and nobody counted a
             // manual sync since we read the connection.
             .condition_expression(
-                "#st = :active AND (attribute_not_exists(running_sync_until) OR attribute_type(running_sync_until, :null) OR running_sync_until <= :now) AND manual_sync_count = :used",
+                "#st = :active AND (attribute_not_exists(running_sync_until) OR attribute_type(running_sync_until, :null) OR running_sync_until <= :now) AND manual_sync_count = :used AND (attribute_not_exists(purge_pending) OR attribute_type(purge_pending, :null))",
             )
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":run", s(run_id))
@@ -602,5 +853,35 @@ impl Store {
             Err(e) if is_condition_failure(&e) => Ok(false),
             Err(e) => Err(StoreError::sdk(e)),
         }
+    }
+}
+
+/// Deletes the account's claim if `workspace_id` holds it (or nobody does).
+fn release_claim(table: &str, account_id: &str, workspace_id: &str) -> Result<Delete, StoreError> {
+    Delete::builder()
+        .table_name(table)
+        .key("pk", s(keys::account(account_id)))
+        .key("sk", s(ACCOUNT_CLAIM))
+        .condition_expression("attribute_not_exists(pk) OR workspace_id = :ws")
+        .expression_attribute_values(":ws", s(workspace_id))
+        .build()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The per-item reasons of a cancelled transaction ("None" for items that were fine).
+fn cancellation_reasons<R>(
+    e: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        R,
+    >,
+) -> Vec<String> {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
+    match e.as_service_error() {
+        Some(E::TransactionCanceledException(c)) => c
+            .cancellation_reasons()
+            .iter()
+            .map(|r| r.code().unwrap_or("None").to_string())
+            .collect(),
+        _ => Vec::new(),
     }
 }

@@ -440,11 +440,11 @@ impl Store {
         let mut request = KeysAndAttributes::builder()
             .keys(key(keys::customer(customer_id)))
             .keys(key(keys::CONNECTION.to_string()))
-            .projection_expression(format!("sk, {PANEL_ATTRS}, #st"))
+            .projection_expression(format!("sk, {PANEL_ATTRS}, #st, purge_pending"))
             .expression_attribute_names("#st", "status")
             .build()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let (mut panel, mut status) = (None, None);
+        let (mut panel, mut status, mut purging) = (None, None, false);
         for attempt in 0..5 {
             let out = self
                 .client
@@ -463,6 +463,8 @@ impl Store {
                     status = get_s(item, "status").and_then(|st| {
                         serde_json::from_value(serde_json::Value::String(st.into())).ok()
                     });
+                    // A previous account's data is being removed (`store::purge`).
+                    purging = item.get("purge_pending").is_some_and(|v| !v.is_null());
                 } else {
                     panel = Some(stored_panel(item)?);
                 }
@@ -473,7 +475,7 @@ impl Store {
                     request = rest.clone();
                     tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
                 }
-                _ => return Ok((panel, status)),
+                _ => return Ok((panel.filter(|_| !purging), status)),
             }
         }
         Err(StoreError::Unavailable(

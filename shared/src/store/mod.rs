@@ -6,6 +6,7 @@ pub mod connections;
 pub mod customers;
 pub mod keys;
 pub mod metrics;
+pub mod purge;
 pub mod syncs;
 
 use std::collections::HashMap;
@@ -26,13 +27,34 @@ pub enum StoreError {
     /// A conditional write lost a race too many times.
     #[error("too much contention on {0}")]
     Contention(String),
+    /// DynamoDB refused the request itself (`ValidationException`: a key over its size limit,
+    /// an empty key): the same request will fail again, so it is the caller's to fix, never a
+    /// retry.
+    #[error("the store refused the request: {0}")]
+    Invalid(String),
 }
 
 impl StoreError {
-    pub(crate) fn sdk<E: std::error::Error + 'static, R: std::fmt::Debug>(
-        e: aws_sdk_dynamodb::error::SdkError<E, R>,
-    ) -> Self {
-        StoreError::Unavailable(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+    pub(crate) fn sdk<E, R>(e: aws_sdk_dynamodb::error::SdkError<E, R>) -> Self
+    where
+        E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + 'static,
+        R: std::fmt::Debug,
+    {
+        let invalid = e
+            .as_service_error()
+            .and_then(|s| s.code())
+            .is_some_and(|code| code == "ValidationException");
+        let message = aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string();
+        if invalid {
+            StoreError::Invalid(message)
+        } else {
+            StoreError::Unavailable(message)
+        }
+    }
+
+    /// Whether retrying the same request may succeed (throttling, outages, races).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Contention(_))
     }
 }
 
