@@ -124,6 +124,10 @@ pub struct Connection {
     pub manual_sync_count: u32,
     #[serde(default)]
     pub disconnected_at: Option<i64>,
+    /// Webhook events of the other mode (live vs test) than the connection's: acknowledged,
+    /// not projected.
+    #[serde(default)]
+    pub other_mode_events: u64,
     /// Bumped by every write; read-modify-writes are conditional on it, so a sync's progress
     /// write can never undo a disconnect or a revocation that landed in between.
     #[serde(default)]
@@ -163,6 +167,7 @@ impl Connection {
             manual_sync_day: None,
             manual_sync_count: 0,
             disconnected_at: None,
+            other_mode_events: 0,
             version: 0,
         }
     }
