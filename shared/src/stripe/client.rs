@@ -1224,6 +1224,52 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn items_are_read_in_full_and_retrievals_ask_for_expansions_at_the_pinned_version() {
+        let page = |ids: &[&str], more: bool| {
+            let data: Vec<Value> = ids
+                .iter()
+                .map(|i| json!({"id": i, "object": "subscription_item"}))
+                .collect();
+            reply(
+                200,
+                json!({"object": "list", "data": data, "has_more": more}),
+            )
+        };
+        let (client, rec) = scripted(vec![
+            page(&["si_1", "si_2"], true),
+            page(&["si_3"], false),
+            reply(200, json!({"id": "sub_1", "object": "subscription"})),
+        ])
+        .await;
+        let items = client.subscription_items(&cred(), "sub_1").await.unwrap();
+        let ids: Vec<&str> = items.iter().filter_map(|i| i["id"].as_str()).collect();
+        assert_eq!(ids, ["si_1", "si_2", "si_3"]);
+        client
+            .retrieve_subscription(&cred(), "sub_1")
+            .await
+            .unwrap();
+        let seen = rec.seen();
+        assert_eq!(seen[0].path, "/v1/subscription_items");
+        assert_eq!(seen[0].query["subscription"], "sub_1");
+        assert_eq!(seen[1].query["starting_after"], "si_2");
+        assert_eq!(seen[2].path, "/v1/subscriptions/sub_1");
+        assert!(seen[2].query.contains_key("expand[]"));
+        for s in &seen {
+            assert_eq!(s.version.as_deref(), Some("2026-10-28.endive"));
+        }
+        // Stripe expands at most four levels deep (a list's `data` counts).
+        for e in SUBSCRIPTION_EXPAND
+            .iter()
+            .chain(SUBSCRIPTION_EXPAND_ONE.iter())
+            .chain(CUSTOMER_EXPAND.iter())
+        {
+            assert!(e.split('.').count() <= 4, "{e}");
+        }
+        assert!(client.subscription_items(&cred(), "../x").await.is_err());
+        assert!(client.retrieve_coupon(&cred(), "a/../b").await.is_err());
+    }
+
+    #[tokio::test]
     async fn should_retry_header_overrides_the_status() {
         let (client, rec) = scripted(vec![
             reply(503, json!({})).header("Stripe-Should-Retry", "false")
