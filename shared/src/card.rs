@@ -92,6 +92,9 @@ pub struct Card {
     #[schema(required = true)]
     pub last_error: Option<CardError>,
     pub backfill: CardBackfill,
+    /// Webhook events of the other mode (live vs test) than the connection's: acknowledged,
+    /// not projected, counted here.
+    pub other_mode_events: u64,
 }
 
 /// The card for `conn` as of `now` (unix seconds).
@@ -127,6 +130,7 @@ pub fn card(conn: &Connection, now: i64) -> Card {
                 0.0
             },
         },
+        other_mode_events: conn.other_mode_events,
     }
 }
 
@@ -350,7 +354,8 @@ mod tests {
                 "tier": "pro", "status": "active", "banner": "yellow",
                 "last_sync_at": rfc3339(T0), "next_sync_at": rfc3339(T0 + 3 * HOUR),
                 "last_error": {"code": "rate_limited", "message": "Slow down.", "at": rfc3339(T0 + 60)},
-                "backfill": {"status": "succeeded", "progress": 1.0}
+                "backfill": {"status": "succeeded", "progress": 1.0},
+                "other_mode_events": 0
             })
         );
     }

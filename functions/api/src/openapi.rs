@@ -64,6 +64,8 @@ pub struct SyncCountsDoc {
     pub charges: u64,
     pub products: u64,
     pub prices: u64,
+    /// Events of the other mode (live vs test) than the connection's: read, not projected.
+    pub other_mode_events: u64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -118,7 +120,9 @@ pub struct PlanDoc {
     #[schema(required = true)]
     pub interval: Option<String>,
     pub interval_count: i64,
-    pub amount: i64,
+    /// Per unit, minor units.
+    pub unit_amount: i64,
+    pub quantity: i64,
     pub currency: String,
 }
 

@@ -10,11 +10,13 @@ use futures::stream::{self, StreamExt};
 use serde_json::json;
 use shared::aws::AwsClients;
 use shared::domain_events::{DomainEvent, Publisher};
-use shared::projection::{route_event, ProjectionError, Routed};
+use shared::projection::{route_event, CatalogKind, Change, ProjectionError, Routed};
 use shared::queue::QueuedEvent;
 use shared::store::connections::{ConnectionStatus, LastError};
 use shared::store::{Store, StoreError};
-use shared::stripe::client::{StripeClient, StripeError};
+use shared::stripe::client::{AccountCredential, StripeClient, StripeError};
+use shared::stripe::objects;
+use shared::sync::resolve::{self, Known};
 use shared::vault::{Vault, VaultError};
 use thiserror::Error;
 use tracing::{error, info, info_span, warn, Instrument};
@@ -99,6 +101,9 @@ pub enum Outcome {
     /// still removing a previous account's data (its backfill, which follows, lists the current
     /// state); or the event concerns another Connect application.
     Skipped,
+    /// The event is of the other mode (live vs test) than the connection: acknowledged and
+    /// counted on the connection, never projected.
+    OtherMode,
 }
 
 pub async fn handle_batch(app: &Projector, batch: SqsEvent) -> SqsBatchResponse {
@@ -151,14 +156,33 @@ pub async fn project(app: &Projector, message: QueuedEvent) -> Result<Outcome, P
     // Only the connected account's events, and not while an earlier account's data is being
     // removed: anything written then would mix two accounts.
     let conn = app.store.get_connection(ws).await?;
-    if !conn
+    let Some(conn) = conn
         .as_ref()
-        .is_some_and(|c| c.account_id == message.account_id && c.data_is_current())
-    {
+        .filter(|c| c.account_id == message.account_id && c.data_is_current())
+    else {
         info!("workspace not connected to this account (or switching accounts); event skipped");
         return Ok(Outcome::Skipped);
+    };
+    // Account-level events (deauthorization, account.updated) concern the account in both modes.
+    let account_level = message.event_type.starts_with("account.");
+    if conn.livemode != message.livemode && !account_level {
+        let updated = app
+            .store
+            .update_connection(ws, |c| {
+                c.other_mode_events += 1;
+                true
+            })
+            .await?;
+        let total = updated.map(|c| c.other_mode_events).unwrap_or_default();
+        info!(
+            event_livemode = message.livemode,
+            connection_livemode = conn.livemode,
+            other_mode_events = total,
+            "event of the other mode; acknowledged, not projected"
+        );
+        return Ok(Outcome::OtherMode);
     }
-    let object = match &message.payload {
+    let mut object = match &message.payload {
         Some(raw) => {
             let mut event: serde_json::Value =
                 serde_json::from_str(raw.get()).map_err(|e| ProjectError::Poison(e.to_string()))?;
@@ -169,11 +193,25 @@ pub async fn project(app: &Projector, message: QueuedEvent) -> Result<Outcome, P
         }
         None => fetch_event(app, &message).await?,
     };
+    if objects::items_has_more(&object) {
+        match credential(app, &message).await {
+            Ok(cred) => {
+                resolve::complete_items(&app.stripe, &cred, &mut object).await?;
+            }
+            Err(ProjectError::NoToken(why)) => {
+                warn!(reason = %why, "subscription items beyond the first page not read: no token");
+            }
+            Err(e) => return Err(e),
+        }
+    }
     let outcome = match route_event(&message.event_type, message.created, &object)? {
         Routed::Customer {
             aggregate_id,
-            change,
+            mut change,
         } => {
+            if resolve::has_unresolved(&change) {
+                resolve_discounts(app, &message, &mut change).await?;
+            }
             let changed = app
                 .store
                 .apply_customer_changes(
@@ -269,26 +307,94 @@ async fn revoke(app: &Projector, ws: &str, account_id: &str, at: i64) -> Result<
     Ok(())
 }
 
+/// The account's credential, for reads the event itself cannot answer.
+async fn credential(
+    app: &Projector,
+    message: &QueuedEvent,
+) -> Result<AccountCredential, ProjectError> {
+    let conn = app
+        .store
+        .get_connection(&message.workspace_id)
+        .await?
+        .ok_or_else(|| ProjectError::NoToken("workspace not connected".into()))?;
+    app.vault.credential(&conn).await.map_err(|e| match e {
+        VaultError::Missing => ProjectError::NoToken(format!("connection is {:?}", conn.status)),
+        other => ProjectError::Vault(other),
+    })
+}
+
 /// An event too large for a message is fetched with the account's own token; returns its
 /// `data.object`.
 async fn fetch_event(
     app: &Projector,
     message: &QueuedEvent,
 ) -> Result<serde_json::Value, ProjectError> {
-    let conn = app
-        .store
-        .get_connection(&message.workspace_id)
-        .await?
-        .ok_or_else(|| ProjectError::NoToken("workspace not connected".into()))?;
-    let credential = app.vault.credential(&conn).await.map_err(|e| match e {
-        VaultError::Missing => ProjectError::NoToken(format!("connection is {:?}", conn.status)),
-        other => ProjectError::Vault(other),
-    })?;
+    let credential = credential(app, message).await?;
     Ok(app
         .stripe
         .retrieve_event(&credential, &message.event_id)
         .await?
         .data_object)
+}
+
+/// Discount ids whose terms the event does not carry: from the catalog, else one expanded
+/// re-fetch of the subscription (and its coupons), filed in the catalog. Ids that stay unknown
+/// are kept (the aggregate may know their terms from an earlier version); only a failure worth
+/// retrying fails the message.
+async fn resolve_discounts(
+    app: &Projector,
+    message: &QueuedEvent,
+    change: &mut Change,
+) -> Result<(), ProjectError> {
+    let ws = message.workspace_id.as_str();
+    let known = Known::default();
+    let ids: Vec<(CatalogKind, String)> = resolve::unresolved_mut(change)
+        .into_iter()
+        .flat_map(|t| {
+            let d = t.discount_id.clone().map(|id| (CatalogKind::Discount, id));
+            let c = t.coupon_id.clone().map(|id| (CatalogKind::Coupon, id));
+            d.into_iter().chain(c)
+        })
+        .collect();
+    for (kind, id) in &ids {
+        if let Some(item) = app.store.get_catalog(ws, kind.as_str(), id).await? {
+            known.learn(&item);
+            if let Some(coupon) = item
+                .terms
+                .as_ref()
+                .filter(|t| t.unresolved)
+                .and_then(|t| t.coupon_id.clone())
+            {
+                if let Some(c) = app.store.get_catalog(ws, "coupon", &coupon).await? {
+                    known.learn(&c);
+                }
+            }
+        }
+    }
+    if known.fill_change(change) {
+        return Ok(());
+    }
+    let cred = match credential(app, message).await {
+        Ok(c) => c,
+        Err(ProjectError::NoToken(why)) => {
+            warn!(reason = %why, "discount ids left unresolved: no token to ask Stripe");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    match resolve::resolve_from_stripe(&known, &app.stripe, &cred, change, message.created).await {
+        Ok(true) => {}
+        Ok(false) => warn!("discount ids Stripe no longer knows; kept unresolved"),
+        Err(e) if e.is_retryable() => return Err(e.into()),
+        Err(e) => warn!(code = e.code(), "discount ids left unresolved"),
+    }
+    for item in known.take_learned() {
+        match app.store.put_catalog(ws, &item).await {
+            Ok(_) | Err(StoreError::Contention(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

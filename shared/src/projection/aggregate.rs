@@ -23,10 +23,15 @@ pub struct CustomerState {
     pub deleted: bool,
     /// `(year, month)` of the default payment method's card, when expanded.
     pub card_exp: Option<(i32, u32)>,
+    /// The customer-level discount, which applies to every subscription of the customer that
+    /// has no subscription-level discount of its own.
+    pub discount: Option<CouponTerms>,
     pub stamp: Stamp,
 }
 
-/// A coupon with `duration: forever` (the only ones that reduce MRR).
+/// One discount as a subscription (item) or customer carries it: its ids, and its coupon's
+/// terms once known. Events render discounts as bare ids (basil and later) and coupons as ids
+/// (clover and later); ids are kept until their terms are resolved, never dropped.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CouponTerms {
@@ -34,6 +39,46 @@ pub struct CouponTerms {
     pub percent_off_ppm: Option<i64>,
     pub amount_off: Option<i64>,
     pub currency: Option<String>,
+    /// `di_...`, when known.
+    pub discount_id: Option<String>,
+    pub coupon_id: Option<String>,
+    /// `forever`, `once` or `repeating`; `None` on terms stored before durations were kept
+    /// (only forever coupons were stored then).
+    pub duration: Option<String>,
+    /// Only ids are known: the coupon's terms are still to be resolved.
+    pub unresolved: bool,
+}
+
+impl CouponTerms {
+    /// Only coupons with `duration: forever` reduce MRR (Stripe's billing analytics).
+    pub fn reduces_mrr(&self) -> bool {
+        !self.unresolved && self.duration.as_deref().is_none_or(|d| d == "forever")
+    }
+
+    /// True when `known` describes the same discount or coupon and has its terms.
+    fn resolved_by(&self, known: &CouponTerms) -> bool {
+        let same_discount = self.discount_id.is_some() && self.discount_id == known.discount_id;
+        let same_coupon = self.coupon_id.is_some() && self.coupon_id == known.coupon_id;
+        self.unresolved && !known.unresolved && (same_discount || same_coupon)
+    }
+
+    /// Fills in the terms from any resolved entry of `known` for the same discount or coupon
+    /// (discount and coupon terms never change). True if resolved.
+    pub fn fill_from<'a>(&mut self, known: impl IntoIterator<Item = &'a CouponTerms>) -> bool {
+        if !self.unresolved {
+            return true;
+        }
+        for k in known {
+            if self.resolved_by(k) {
+                let (did, cid) = (self.discount_id.clone(), self.coupon_id.clone());
+                *self = k.clone();
+                self.discount_id = did.or(k.discount_id.clone());
+                self.coupon_id = cid.or(k.coupon_id.clone());
+                return true;
+            }
+        }
+        false
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -44,6 +89,10 @@ pub struct ItemState {
     pub interval: Option<String>,
     pub interval_count: i64,
     pub unit_amount: Option<i64>,
+    /// `unit_amount_decimal` as Stripe sent it (exact; MRR multiplies before rounding).
+    pub unit_amount_decimal: Option<String>,
+    /// `billing_scheme: tiered`: no per-unit amount, left out of MRR.
+    pub tiered: bool,
     pub quantity: i64,
     pub usage_type: Option<String>,
     pub currency: Option<String>,
@@ -56,7 +105,7 @@ pub struct SubState {
     pub id: String,
     pub status: String,
     pub items: Vec<ItemState>,
-    /// Subscription-level forever coupons.
+    /// Subscription-level discounts (resolved or still ids).
     pub discounts: Vec<CouponTerms>,
     pub currency: Option<String>,
     pub livemode: Option<bool>,
@@ -72,6 +121,24 @@ pub struct SubState {
 }
 
 impl SubState {
+    /// Every discount entry, subscription- and item-level.
+    pub fn all_discounts(&self) -> impl Iterator<Item = &CouponTerms> {
+        self.discounts
+            .iter()
+            .chain(self.items.iter().flat_map(|i| i.discounts.iter()))
+    }
+
+    pub fn all_discounts_mut(&mut self) -> impl Iterator<Item = &mut CouponTerms> {
+        self.discounts
+            .iter_mut()
+            .chain(self.items.iter_mut().flat_map(|i| i.discounts.iter_mut()))
+    }
+
+    /// Discounts whose terms are still unknown.
+    pub fn unresolved(&self) -> impl Iterator<Item = &CouponTerms> {
+        self.all_discounts().filter(|d| d.unresolved)
+    }
+
     pub fn is_terminal(&self) -> bool {
         matches!(self.status.as_str(), "canceled" | "incomplete_expired")
     }
@@ -115,9 +182,14 @@ pub struct HistoryPoint {
 
 impl HistoryPoint {
     pub fn of(sub: &SubState) -> Self {
+        Self::with_customer_discount(sub, None)
+    }
+
+    /// The point, with the customer-level discount the subscription inherits (if any).
+    pub fn with_customer_discount(sub: &SubState, inherited: Option<&CouponTerms>) -> Self {
         HistoryPoint {
             t: sub.effective_time(),
-            mrr: mrr::subscription_mrr(sub),
+            mrr: mrr::subscription_mrr_with(sub, inherited),
             currency: sub.currency(),
             active: mrr::counts_mrr(&sub.status),
             status: sub.status.clone(),
@@ -185,7 +257,19 @@ impl CustomerAggregate {
         match change {
             Change::Customer(v) => {
                 if self.customer.as_ref().is_none_or(|c| v.stamp > c.stamp) {
-                    self.customer = Some(v.clone());
+                    let before = self.customer_discount().cloned();
+                    let mut v = v.clone();
+                    if let (Some(d), Some(old)) = (
+                        v.discount.as_mut(),
+                        self.customer.as_ref().and_then(|c| c.discount.as_ref()),
+                    ) {
+                        d.fill_from([old]);
+                    }
+                    let t = v.stamp.t;
+                    self.customer = Some(v);
+                    if self.customer_discount() != before.as_ref() {
+                        self.mark_customer_discount_change(t);
+                    }
                     true
                 } else {
                     false
@@ -203,7 +287,52 @@ impl CustomerAggregate {
         }
     }
 
+    /// The customer-level discount, when it is known to reduce MRR.
+    pub fn customer_discount(&self) -> Option<&CouponTerms> {
+        self.customer
+            .as_ref()
+            .filter(|c| !c.deleted)?
+            .discount
+            .as_ref()
+            .filter(|d| d.reduces_mrr())
+    }
+
+    /// The customer-level discount a subscription inherits: only when it has no
+    /// subscription-level discount of its own.
+    pub fn inherited_discount(&self, sub: &SubState) -> Option<&CouponTerms> {
+        if sub.discounts.is_empty() {
+            self.customer_discount()
+        } else {
+            None
+        }
+    }
+
+    /// The customer's discount changed at `t`: every running subscription's MRR changes then.
+    fn mark_customer_discount_change(&mut self, t: i64) {
+        let inherited = self.customer_discount().cloned();
+        for entry in self.subscriptions.values_mut() {
+            let s = &entry.state;
+            let last = entry.history.last().map(|p| p.t).unwrap_or(i64::MIN);
+            if s.is_terminal() || t <= last || !s.discounts.is_empty() {
+                continue;
+            }
+            let mut point = HistoryPoint::with_customer_discount(s, inherited.as_ref());
+            point.t = t;
+            entry.history.push(point);
+        }
+    }
+
     fn apply_subscription(&mut self, v: &SubState) -> bool {
+        // Terms known from any stored version resolve the ids a newer rendering carries.
+        let mut v = v.clone();
+        if let Some(known) = self.subscriptions.get(&v.id) {
+            let stored: Vec<CouponTerms> = known.state.all_discounts().cloned().collect();
+            for d in v.all_discounts_mut() {
+                d.fill_from(stored.iter());
+            }
+        }
+        let inherited = self.inherited_discount(&v).cloned();
+        let v = &v;
         let mut changed = false;
         let entry = self.subscriptions.entry(v.id.clone()).or_insert_with(|| {
             changed = true;
@@ -215,8 +344,16 @@ impl CustomerAggregate {
         if v.stamp > entry.state.stamp {
             entry.state = v.clone();
             changed = true;
+        } else {
+            // A losing version still teaches the winner the terms of ids it shares.
+            let known: Vec<CouponTerms> = v.all_discounts().cloned().collect();
+            for d in entry.state.all_discounts_mut() {
+                if d.unresolved && d.fill_from(known.iter()) {
+                    changed = true;
+                }
+            }
         }
-        let point = HistoryPoint::of(v);
+        let point = HistoryPoint::with_customer_discount(v, inherited.as_ref());
         match entry.history.binary_search_by(|p| p.t.cmp(&point.t)) {
             Ok(i) => {
                 if point.stamp > entry.history[i].stamp {

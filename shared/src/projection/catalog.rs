@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::aggregate::CouponTerms;
 use super::stamp::Stamp;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -10,6 +11,10 @@ pub enum CatalogKind {
     #[default]
     Product,
     Price,
+    /// A coupon's terms (from `coupon.*` events, listings and re-fetches).
+    Coupon,
+    /// A discount id and its coupon (from `customer.discount.*` events and re-fetches).
+    Discount,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -28,6 +33,8 @@ pub struct CatalogItem {
     pub unit_amount: Option<i64>,
     pub interval: Option<String>,
     pub interval_count: Option<i64>,
+    /// Coupons and discounts: the coupon's terms (a discount may know only its coupon's id).
+    pub terms: Option<CouponTerms>,
     pub stamp: Stamp,
 }
 
@@ -35,6 +42,52 @@ impl CatalogItem {
     /// True if this version should replace `stored` (greater stamp, or nothing stored).
     pub fn supersedes(&self, stored: Option<&CatalogItem>) -> bool {
         stored.is_none_or(|s| self.stamp > s.stamp)
+    }
+}
+
+impl CatalogKind {
+    /// The key the store files the kind under (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CatalogKind::Product => "product",
+            CatalogKind::Price => "price",
+            CatalogKind::Coupon => "coupon",
+            CatalogKind::Discount => "discount",
+        }
+    }
+}
+
+/// Resolves `terms` (ids only) from catalog entries found by `lookup(kind, id)`: a discount id
+/// gives its coupon id (and terms, when the discount was seen expanded), a coupon id its terms.
+pub fn resolve_terms(
+    terms: &mut CouponTerms,
+    mut lookup: impl FnMut(CatalogKind, &str) -> Option<CatalogItem>,
+) -> bool {
+    if !terms.unresolved {
+        return true;
+    }
+    if terms.coupon_id.is_none() {
+        if let Some(found) = terms
+            .discount_id
+            .clone()
+            .and_then(|id| lookup(CatalogKind::Discount, &id))
+            .and_then(|i| i.terms)
+        {
+            if terms.fill_from([&found]) {
+                return true;
+            }
+            terms.coupon_id = found.coupon_id;
+        }
+    }
+    let Some(coupon_id) = terms.coupon_id.clone() else {
+        return false;
+    };
+    match lookup(CatalogKind::Coupon, &coupon_id).and_then(|i| i.terms) {
+        Some(mut found) if !found.unresolved => {
+            found.coupon_id = Some(coupon_id);
+            terms.fill_from([&found])
+        }
+        _ => false,
     }
 }
 

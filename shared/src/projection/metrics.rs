@@ -6,12 +6,14 @@
 //! `diff(old, new)` on every write, so stored sums telescope to the contributions of the final
 //! aggregates and inherit their order independence.
 //!
-//! Keys: money (`mrr`, `revenue`) and `paying_customers` (for ARPU) are per currency; the
-//! currency-free counts (`customers`, `active_subscriptions`, `new_subscriptions`,
-//! `churned_subscriptions`, `succeeded_payments`, `failed_payments`) sit under [`ANY_CURRENCY`].
+//! Keys: every figure is per currency, counts included (API.md "Metrics"): a subscription counts
+//! in its currency, a payment in its charge's, a customer in the customer's billing currency
+//! (`currency`, else their subscriptions', else their charges'; a customer never billed in any
+//! currency is in no currency's count). [`ANY_CURRENCY`] rows are no longer written.
 //! Active = `active` or `past_due` (the statuses that carry MRR). A subscription is new on the
-//! day it first becomes active and churned on the day it ends after having been active. Refunds
-//! count against revenue on the charge's day.
+//! day it first becomes active; churned on the day it is canceled or moved to `unpaid` after
+//! having been active (Stripe's billing-analytics glossary), again if it churns after a
+//! reactivation. Refunds count against revenue on the charge's day.
 
 use std::collections::BTreeMap;
 use std::ops::{Add, AddAssign, Neg, Sub};
@@ -23,7 +25,7 @@ use super::aggregate::{CustomerAggregate, HistoryPoint, SubEntry};
 use super::mrr::potential_mrr;
 use crate::time::{day_of, rfc3339};
 
-/// The key of currency-free counts.
+/// The key of the currency-free counts older versions wrote; reports ignore it.
 pub const ANY_CURRENCY: &str = "*";
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -127,7 +129,8 @@ struct Step {
     mrr: i64,
     currency: String,
     active: bool,
-    ended: bool,
+    /// Canceled (or expired) or `unpaid`: churn if it was active.
+    churns: bool,
 }
 
 /// The history, with the known start back-dated: a subscription first seen later than it
@@ -139,7 +142,10 @@ fn timeline(entry: &SubEntry) -> Vec<Step> {
         mrr: p.mrr,
         currency: p.currency.clone(),
         active: p.active,
-        ended: matches!(p.status.as_str(), "canceled" | "incomplete_expired"),
+        churns: matches!(
+            p.status.as_str(),
+            "canceled" | "incomplete_expired" | "unpaid"
+        ),
     };
     let mut steps: Vec<Step> = entry.history.iter().map(step).collect();
     let s = &entry.state;
@@ -162,7 +168,7 @@ fn timeline(entry: &SubEntry) -> Vec<Step> {
                 mrr: potential_mrr(s),
                 currency: s.currency(),
                 active: true,
-                ended: false,
+                churns: false,
             })
         } else {
             None
@@ -175,15 +181,38 @@ fn timeline(entry: &SubEntry) -> Vec<Step> {
 }
 
 impl CustomerAggregate {
+    /// The currency the customer counts in: their billing `currency`, else their subscriptions'
+    /// (lowest id first), else their charges'.
+    pub fn billing_currency(&self) -> Option<String> {
+        let nonempty = |c: &String| !c.is_empty();
+        self.customer
+            .as_ref()
+            .and_then(|c| c.currency.clone())
+            .filter(nonempty)
+            .or_else(|| {
+                self.subscriptions
+                    .values()
+                    .map(|s| s.state.currency())
+                    .find(nonempty)
+            })
+            .or_else(|| {
+                self.charges
+                    .values()
+                    .map(|c| c.currency.clone())
+                    .find(nonempty)
+            })
+            .map(|c| c.to_lowercase())
+    }
+
     /// This aggregate's contribution to the workspace's daily metrics.
     pub fn metric_contributions(&self) -> BTreeMap<MetricKey, MetricDelta> {
         let mut acc = Acc::default();
-        if let Some(c) = &self.customer {
-            acc.put(ANY_CURRENCY, c.created.unwrap_or(c.stamp.t), |d| {
+        if let (Some(c), Some(currency)) = (&self.customer, self.billing_currency()) {
+            acc.put(&currency, c.created.unwrap_or(c.stamp.t), |d| {
                 d.customers += 1
             });
             if c.deleted {
-                acc.put(ANY_CURRENCY, c.stamp.t, |d| d.customers -= 1);
+                acc.put(&currency, c.stamp.t, |d| d.customers -= 1);
             }
         }
 
@@ -203,17 +232,32 @@ impl CustomerAggregate {
                     acc.put(&st.currency, st.t, |d| d.mrr += st.mrr);
                 }
                 let before = prev.as_ref().is_some_and(|p| p.2);
-                if before != st.active {
-                    let sign = if st.active { 1 } else { -1 };
-                    acc.put(ANY_CURRENCY, st.t, |d| d.active_subscriptions += sign);
+                if before && !st.active {
+                    if let Some((_, cur, _)) = &prev {
+                        acc.put(cur, st.t, |d| d.active_subscriptions -= 1);
+                    }
+                }
+                if st.active && !before {
+                    acc.put(&st.currency, st.t, |d| d.active_subscriptions += 1);
+                } else if st.active && before {
+                    // Still active, possibly in another currency.
+                    if let Some((_, cur, _)) = &prev {
+                        if *cur != st.currency {
+                            acc.put(cur, st.t, |d| d.active_subscriptions -= 1);
+                            acc.put(&st.currency, st.t, |d| d.active_subscriptions += 1);
+                        }
+                    }
                 }
                 if st.active && !was_active {
                     was_active = true;
-                    acc.put(ANY_CURRENCY, st.t, |d| d.new_subscriptions += 1);
+                    acc.put(&st.currency, st.t, |d| d.new_subscriptions += 1);
                 }
-                if st.ended && was_active && !churned {
+                if st.active {
+                    churned = false;
+                }
+                if st.churns && was_active && !churned {
                     churned = true;
-                    acc.put(ANY_CURRENCY, st.t, |d| d.churned_subscriptions += 1);
+                    acc.put(&st.currency, st.t, |d| d.churned_subscriptions += 1);
                 }
                 all.push((st.t, id.as_str(), n, st.mrr, st.currency.clone()));
                 prev = Some((st.mrr, st.currency, st.active));
@@ -253,10 +297,12 @@ impl CustomerAggregate {
             match ch.status.as_str() {
                 "succeeded" => {
                     let net = ch.amount - ch.amount_refunded;
-                    acc.put(&ch.currency, ch.created, |d| d.revenue += net);
-                    acc.put(ANY_CURRENCY, ch.created, |d| d.succeeded_payments += 1);
+                    acc.put(&ch.currency, ch.created, |d| {
+                        d.revenue += net;
+                        d.succeeded_payments += 1;
+                    });
                 }
-                "failed" => acc.put(ANY_CURRENCY, ch.created, |d| d.failed_payments += 1),
+                "failed" => acc.put(&ch.currency, ch.created, |d| d.failed_payments += 1),
                 _ => {}
             }
         }
@@ -290,8 +336,9 @@ pub struct MetricsReport {
     pub series: Vec<SeriesPoint>,
 }
 
-/// Builds the report from stored day rows (any currencies; others are ignored): stocks as of
-/// `to`, flows inside `[from, to]`, one series point per day in `[from, to]`.
+/// Builds the report from stored day rows (any currencies; others, and the legacy
+/// currency-free rows, are ignored): stocks as of `to`, flows inside `[from, to]`, one series
+/// point per day in `[from, to]`.
 pub fn report(
     days: &[(MetricKey, MetricDelta)],
     currency: &str,
@@ -309,7 +356,6 @@ pub fn report(
         let slot = by_day.entry(k.day).or_default();
         if k.currency == currency {
             slot.0 += *d;
-        } else if k.currency == ANY_CURRENCY {
             slot.1 += *d;
         }
     }

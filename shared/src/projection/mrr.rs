@@ -8,9 +8,15 @@ pub fn counts_mrr(status: &str) -> bool {
 }
 
 /// The subscription's MRR in its currency's minor unit; 0 unless `active` or `past_due`.
+/// Customer-level discounts are not applied: see [`subscription_mrr_with`].
 pub fn subscription_mrr(sub: &SubState) -> i64 {
+    subscription_mrr_with(sub, None)
+}
+
+/// The subscription's MRR with the customer-level discount it inherits (if any).
+pub fn subscription_mrr_with(sub: &SubState, inherited: Option<&CouponTerms>) -> i64 {
     if counts_mrr(&sub.status) {
-        potential_mrr(sub)
+        potential_mrr_with(sub, inherited)
     } else {
         0
     }
@@ -18,6 +24,13 @@ pub fn subscription_mrr(sub: &SubState) -> i64 {
 
 /// What the subscription's MRR would be if it were active (its items and forever coupons).
 pub fn potential_mrr(sub: &SubState) -> i64 {
+    potential_mrr_with(sub, None)
+}
+
+/// Item amounts are `unit_amount_decimal × quantity` exactly; item discounts apply first, then
+/// subscription discounts (else the inherited customer discount); rounded once, half away from
+/// zero, as Stripe rounds a line.
+pub fn potential_mrr_with(sub: &SubState, inherited: Option<&CouponTerms>) -> i64 {
     let currency = sub.currency();
     let mut total = Ratio::ZERO;
     let mut billing: Option<Ratio> = None;
@@ -26,23 +39,39 @@ pub fn potential_mrr(sub: &SubState) -> i64 {
             continue;
         };
         billing.get_or_insert(per_month);
-        let mut amount = Ratio::int(item.unit_amount.unwrap_or(0) as i128 * item.quantity as i128);
-        for d in &item.discounts {
+        let mut amount = unit_amount(item).mul(Ratio::int(item.quantity as i128));
+        for d in item.discounts.iter().filter(|d| d.reduces_mrr()) {
             amount = discount(amount, d, &currency, Ratio::ONE);
         }
         total = total.add(amount.mul(per_month));
     }
     // Subscription-level amount_off is per billing period: normalise it like the first item.
     let period = billing.unwrap_or(Ratio::ONE);
-    for d in &sub.discounts {
+    let own: Vec<&CouponTerms> = sub.discounts.iter().collect();
+    let applied: Vec<&CouponTerms> = if own.is_empty() {
+        inherited.into_iter().collect()
+    } else {
+        own
+    };
+    for d in applied.into_iter().filter(|d| d.reduces_mrr()) {
         total = discount(total, d, &currency, period);
     }
     total.round_half_away()
 }
 
-/// Month factor of a licensed recurring item (`None` for metered or non-recurring ones).
+/// The exact unit amount: `unit_amount_decimal` when present, else `unit_amount`.
+fn unit_amount(item: &ItemState) -> Ratio {
+    item.unit_amount_decimal
+        .as_deref()
+        .and_then(crate::stripe::objects::parse_decimal)
+        .map(|(n, d)| Ratio::new(n, d))
+        .unwrap_or_else(|| Ratio::int(item.unit_amount.unwrap_or(0) as i128))
+}
+
+/// Month factor of a licensed, per-unit recurring item (`None` for metered, tiered or
+/// non-recurring ones).
 fn item_month_factor(item: &ItemState) -> Option<Ratio> {
-    if item.usage_type.as_deref().is_some_and(|u| u != "licensed") {
+    if item.tiered || item.usage_type.as_deref().is_some_and(|u| u != "licensed") {
         return None;
     }
     let (n, d) = match item.interval.as_deref()? {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::aggregate::{CustomerAggregate, InvoiceState, SubState};
 use super::churn::{churn_risk, ChurnRisk};
-use super::mrr::subscription_mrr;
+use super::mrr::subscription_mrr_with;
 use crate::time::rfc3339;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,13 +21,16 @@ pub struct Money {
     pub currency: String,
 }
 
+/// The plan: the per-unit amount and the quantity, never their product (API.md "Panel").
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PanelPlan {
     pub product: Option<String>,
     pub price_id: Option<String>,
     pub interval: Option<String>,
     pub interval_count: i64,
-    pub amount: i64,
+    pub unit_amount: i64,
+    pub quantity: i64,
     pub currency: String,
 }
 
@@ -75,7 +78,9 @@ impl CustomerAggregate {
     pub fn mrr_by_currency(&self) -> BTreeMap<String, i64> {
         let mut out = BTreeMap::new();
         for s in self.subscriptions.values() {
-            *out.entry(s.state.currency()).or_insert(0) += subscription_mrr(&s.state);
+            let inherited = self.inherited_discount(&s.state);
+            *out.entry(s.state.currency()).or_insert(0) +=
+                subscription_mrr_with(&s.state, inherited);
         }
         out
     }
@@ -153,18 +158,21 @@ impl CustomerAggregate {
             .unwrap_or_else(|| "none".to_string())
     }
 
-    /// The primary subscription's first licensed recurring item.
+    /// The primary subscription's first licensed, per-unit recurring item.
     pub fn plan(&self) -> Option<PanelPlan> {
         let sub = self.primary_subscription()?;
         let item = sub.items.iter().find(|i| {
-            i.interval.is_some() && i.usage_type.as_deref().is_none_or(|u| u == "licensed")
+            i.interval.is_some()
+                && !i.tiered
+                && i.usage_type.as_deref().is_none_or(|u| u == "licensed")
         })?;
         Some(PanelPlan {
             product: item.product_id.clone(),
             price_id: item.price_id.clone(),
             interval: item.interval.clone(),
             interval_count: item.interval_count,
-            amount: item.unit_amount.unwrap_or(0) * item.quantity,
+            unit_amount: item.unit_amount.unwrap_or(0),
+            quantity: item.quantity,
             currency: item.currency.clone().unwrap_or_else(|| sub.currency()),
         })
     }

@@ -24,6 +24,8 @@ pub fn route_event(
         "customer.created" | "customer.updated" | "customer.deleted" => "customer",
         "invoice.upcoming" => return Ok(Routed::Unhandled),
         t if t.starts_with("customer.subscription.") => "subscription",
+        t if t.starts_with("customer.discount.") => "discount",
+        t if t.starts_with("coupon.") => "coupon",
         t if t.starts_with("invoice.") => "invoice",
         t if t.starts_with("charge.") => "charge",
         t if t.starts_with("product.") => "product",
@@ -36,6 +38,10 @@ pub fn route_event(
             return Ok(Routed::Unhandled);
         }
     }
+    // Discounts had no id before discount ids existed: nothing to file them under.
+    if family == "discount" && object.get("id").and_then(Value::as_str).is_none() {
+        return Ok(Routed::Unhandled);
+    }
     let terminal = event_type == "customer.deleted";
     route_object(family, object, created, kind, terminal)
 }
@@ -43,7 +49,10 @@ pub fn route_event(
 /// Routes an object from a listing (backfill or full sync), observed at `observed_at`.
 pub fn route_listed(object: &Value, observed_at: i64) -> Result<Routed, ProjectionError> {
     let family = match object.get("object").and_then(Value::as_str) {
-        Some(f @ ("customer" | "subscription" | "invoice" | "charge" | "product" | "price")) => f,
+        Some(
+            f @ ("customer" | "subscription" | "invoice" | "charge" | "product" | "price"
+            | "coupon"),
+        ) => f,
         Some(_) => return Ok(Routed::Unhandled),
         None if !object.is_object() => {
             return Err(ProjectionError::NotAnObject {
@@ -102,6 +111,7 @@ fn route_object(
                 currency: c.currency.clone(),
                 deleted,
                 card_exp: c.card_expiry(),
+                discount: c.discount.as_ref().map(discount_terms),
                 stamp: stamp(0, 0, deleted),
             };
             Ok(Routed::Customer {
@@ -116,7 +126,7 @@ fn route_object(
             let state = SubState {
                 id: id.clone(),
                 items: s.items.iter().map(item_state).collect(),
-                discounts: s.all_discounts().iter().filter_map(forever_terms).collect(),
+                discounts: s.all_discounts().iter().map(discount_terms).collect(),
                 currency: s.currency.clone(),
                 livemode: s.livemode,
                 cancel_at_period_end: s.cancel_at_period_end.unwrap_or(false),
@@ -208,7 +218,35 @@ fn route_object(
                 unit_amount: p.unit_amount(),
                 interval: recurring.interval,
                 interval_count: recurring.interval_count,
+                terms: None,
                 stamp: stamp(0, 0, false),
+            }))
+        }
+        "coupon" => {
+            let c: Coupon = parse(object);
+            let mut terms = coupon_terms(&c);
+            terms.coupon_id = Some(id.clone());
+            Ok(Routed::Catalog(CatalogItem {
+                id: id.clone(),
+                kind: CatalogKind::Coupon,
+                active: kind != stamp::KIND_DELETED,
+                livemode: c.livemode,
+                deleted: kind == stamp::KIND_DELETED,
+                terms: Some(terms),
+                stamp: stamp(0, 0, false),
+                ..CatalogItem::default()
+            }))
+        }
+        "discount" => {
+            let d: Discount = parse(object);
+            Ok(Routed::Catalog(CatalogItem {
+                id: id.clone(),
+                kind: CatalogKind::Discount,
+                active: kind != stamp::KIND_DELETED,
+                deleted: kind == stamp::KIND_DELETED,
+                terms: Some(discount_terms(&d)),
+                stamp: stamp(0, 0, false),
+                ..CatalogItem::default()
             }))
         }
         _ => Ok(Routed::Unhandled),
@@ -244,22 +282,41 @@ fn item_state(item: &objects::SubscriptionItem) -> ItemState {
         interval: recurring.interval,
         interval_count: recurring.interval_count.filter(|c| *c > 0).unwrap_or(1),
         unit_amount: price.unit_amount(),
+        unit_amount_decimal: price.unit_amount_decimal.clone(),
+        tiered: price.is_tiered(),
         quantity: item.quantity.unwrap_or(1),
         usage_type: recurring.usage_type,
         currency: price.currency.clone(),
-        discounts: item.discounts.iter().filter_map(forever_terms).collect(),
+        discounts: item.discounts.iter().map(discount_terms).collect(),
     }
 }
 
-/// The terms of a discount's coupon if it lasts forever (the only ones that reduce MRR).
-fn forever_terms(d: &Discount) -> Option<CouponTerms> {
-    let c: Coupon = d.coupon()?;
-    if c.duration.as_deref() != Some("forever") {
-        return None;
+/// A discount in any shape: legacy `coupon` object, `source.coupon` object or id, or a bare
+/// `di_` id. Without the coupon object only the ids are kept, marked unresolved.
+pub fn discount_terms(d: &Discount) -> CouponTerms {
+    match d.coupon() {
+        Some(c) => CouponTerms {
+            discount_id: d.id.clone(),
+            coupon_id: c.id.clone().or_else(|| d.coupon_id()),
+            ..coupon_terms(&c)
+        },
+        None => CouponTerms {
+            discount_id: d.id.clone(),
+            coupon_id: d.coupon_id(),
+            unresolved: true,
+            ..CouponTerms::default()
+        },
     }
-    Some(CouponTerms {
+}
+
+/// A coupon's terms: percent off in millionths, amount off in the coupon's currency, duration.
+pub fn coupon_terms(c: &Coupon) -> CouponTerms {
+    CouponTerms {
         percent_off_ppm: c.percent_off.map(|p| (p * 10_000.0).round() as i64),
         amount_off: c.amount_off,
-        currency: c.currency,
-    })
+        currency: c.currency.clone(),
+        coupon_id: c.id.clone(),
+        duration: c.duration.clone(),
+        ..CouponTerms::default()
+    }
 }

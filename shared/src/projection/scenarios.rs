@@ -173,15 +173,16 @@ fn routing() {
         route_event("payout.paid", T, &json!({"id": "po"})).unwrap(),
         Routed::Unhandled
     );
-    assert_eq!(
+    // Discounts are filed in the catalog, so the ids later events carry resolve.
+    assert!(matches!(
         route_event(
             "customer.discount.created",
             T,
             &json!({"id": "di", "object": "discount"})
         )
         .unwrap(),
-        Routed::Unhandled
-    );
+        Routed::Catalog(CatalogItem { ref id, kind: CatalogKind::Discount, .. }) if id == "di"
+    ));
     assert_eq!(
         route_event(
             "charge.dispute.created",
@@ -323,7 +324,7 @@ fn panel_matches_the_api_shape() {
         json!({
             "id": "cus_1", "email": " Ada@Example.com ", "name": "Name cus_1", "livemode": false,
             "created": "2023-11-14T22:13:20Z",
-            "plan": {"product": "prod_price_m", "price_id": "price_m", "interval": "month", "interval_count": 1, "amount": 2000, "currency": "usd"},
+            "plan": {"product": "prod_price_m", "price_id": "price_m", "interval": "month", "interval_count": 1, "unit_amount": 2000, "quantity": 1, "currency": "usd"},
             "mrr": {"amount": 2000, "currency": "usd"},
             "ltv": {"amount": 2000, "currency": "usd"},
             "payment_status": "active",
@@ -591,4 +592,129 @@ fn backfilled_subscription_counts_from_its_start() {
 
 fn shared_day(t: i64) -> NaiveDate {
     crate::time::day_of(t)
+}
+
+#[test]
+fn counts_are_per_currency_and_unpaid_is_churn() {
+    let day = 86_400;
+    let p = price("price_m", 2000, "month", "licensed");
+    let mut eur_price = p.clone();
+    eur_price["currency"] = json!("eur");
+    let mut eur_sub = subscription(
+        "sub_e",
+        "cus_e",
+        "active",
+        &eur_price,
+        1,
+        T,
+        T + 30 * day,
+        false,
+        None,
+    );
+    eur_sub["currency"] = json!("eur");
+    let mut eur_customer = customer("cus_e", "e@example.com", T, false);
+    eur_customer["currency"] = json!("eur");
+    let usd = fold(&[
+        (
+            "customer.created",
+            T,
+            customer("cus_u", "u@example.com", T, false),
+        ),
+        (
+            "customer.subscription.created",
+            T,
+            subscription(
+                "sub_u",
+                "cus_u",
+                "active",
+                &p,
+                1,
+                T,
+                T + 30 * day,
+                false,
+                None,
+            ),
+        ),
+        (
+            "customer.subscription.updated",
+            T + 2 * day,
+            subscription(
+                "sub_u",
+                "cus_u",
+                "unpaid",
+                &p,
+                1,
+                T,
+                T + 30 * day,
+                false,
+                None,
+            ),
+        ),
+    ]);
+    let eur = fold(&[
+        ("customer.created", T, eur_customer),
+        ("customer.subscription.created", T, eur_sub),
+    ]);
+    let rows: Vec<_> = usd
+        .metric_contributions()
+        .into_iter()
+        .chain(eur.metric_contributions())
+        .collect();
+    let start = shared_day(T);
+    let end = start + chrono::Days::new(3);
+    let u = report(&rows, "usd", start, end, T);
+    assert_eq!(
+        (
+            u.mrr,
+            u.active_subscriptions,
+            u.new_subscriptions,
+            u.churned_subscriptions,
+            u.customer_count
+        ),
+        (0, 0, 1, 1, 1)
+    );
+    let e = report(&rows, "eur", start, end, T);
+    assert_eq!(
+        (
+            e.mrr,
+            e.active_subscriptions,
+            e.new_subscriptions,
+            e.churned_subscriptions,
+            e.customer_count
+        ),
+        (2000, 1, 1, 0, 1)
+    );
+}
+
+#[test]
+fn a_customer_discount_applies_to_subscriptions_without_their_own() {
+    let p = price("price_m", 2000, "month", "licensed");
+    let mut c = customer("cus_1", "a@example.com", T, false);
+    // Clover shape: the coupon is an id; its terms come from the catalog, here already known.
+    c["discount"] = json!({"id": "di_c", "object": "discount", "customer": "cus_1",
+        "source": {"type": "coupon", "coupon": {"id": "co_half", "object": "coupon",
+            "percent_off": 50, "duration": "forever"}}});
+    let plain = subscription("sub_1", "cus_1", "active", &p, 1, T, T + 10, false, None);
+    let mut own = subscription("sub_2", "cus_1", "active", &p, 1, T, T + 10, false, None);
+    own["discounts"] = json!([{"id": "di_s", "source": {"type": "coupon", "coupon": {
+        "id": "co_10", "percent_off": 10, "duration": "forever"}}}]);
+    let events = [
+        ("customer.subscription.created", T, plain),
+        ("customer.subscription.created", T, own),
+        ("customer.updated", T + 1, c),
+    ];
+    // 2000 × 50 % + 2000 × 90 % (the subscription's own coupon wins), in any order.
+    for agg in [
+        fold(&events),
+        fold(&[events[2].clone(), events[0].clone(), events[1].clone()]),
+    ] {
+        assert_eq!(agg.mrr().amount, 1000 + 1800);
+    }
+    let repeating = {
+        let mut c = events[2].2.clone();
+        c["discount"]["source"]["coupon"]["duration"] = json!("repeating");
+        c
+    };
+    let agg = fold(&[events[0].clone(), ("customer.updated", T + 1, repeating)]);
+    assert_eq!(agg.mrr().amount, 2000);
 }

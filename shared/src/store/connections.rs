@@ -138,6 +138,10 @@ pub struct Connection {
     /// Set while a previous account's data is being removed after a switch of accounts.
     #[serde(default)]
     pub purge_pending: Option<PurgePending>,
+    /// Webhook events of the other mode (live vs test) than the connection's: acknowledged,
+    /// not projected.
+    #[serde(default)]
+    pub other_mode_events: u64,
     /// Bumped by every write; read-modify-writes are conditional on it, so a sync's progress
     /// write can never undo a disconnect or a revocation that landed in between.
     #[serde(default)]
@@ -178,6 +182,7 @@ impl Connection {
             manual_sync_count: 0,
             disconnected_at: None,
             purge_pending: None,
+            other_mode_events: 0,
             version: 0,
         }
     }

@@ -22,7 +22,13 @@ pub struct Counts {
     pub charges: u64,
     pub products: u64,
     pub prices: u64,
+    /// Events of the other mode (live vs test) than the connection's: read, not projected.
+    #[serde(default)]
+    pub other_mode_events: u64,
 }
+
+/// What [`Counts::count`] counts an event of the other mode as.
+pub const OTHER_MODE_EVENT: &str = "other_mode_event";
 
 impl Counts {
     /// Counts one listed object by its Stripe `object` type.
@@ -34,6 +40,7 @@ impl Counts {
             "charge" => self.charges += by,
             "product" => self.products += by,
             "price" => self.prices += by,
+            OTHER_MODE_EVENT => self.other_mode_events += by,
             _ => {}
         }
     }

@@ -38,8 +38,23 @@ pub const PAGE_LIMIT: u32 = 100;
 /// More concurrent ranges than this only queue behind the rate limiter.
 pub const MAX_PARALLEL_PARTS: usize = 32;
 
-/// The API version requests are pinned to, so listed objects have one shape.
-pub const DEFAULT_STRIPE_VERSION: &str = "2025-03-31.basil";
+/// The API version every request is pinned to (`Stripe-Version`), so what we read ourselves has
+/// one shape: the newest, as the `stripe` npm and PyPI packages pin it. Events keep the version
+/// they were rendered in; `objects` reads every shape.
+pub const DEFAULT_STRIPE_VERSION: &str = "2026-10-28.endive";
+
+/// `expand[]` when listing subscriptions, so discounts and their coupons arrive as objects,
+/// not ids. Stripe expands at most four levels deep (`data` counts):
+/// `data.items.data.discounts.source.coupon` would be five, so item-level coupons that arrive as
+/// ids are resolved from the coupon catalog (coupons are listed too).
+pub const SUBSCRIPTION_EXPAND: [&str; 2] =
+    ["data.discounts.source.coupon", "data.items.data.discounts"];
+
+/// The same expansions for one retrieved subscription (no `data.` prefix).
+pub const SUBSCRIPTION_EXPAND_ONE: [&str; 2] = ["discounts.source.coupon", "items.data.discounts"];
+
+/// `expand[]` when listing customers: the customer-level discount's coupon.
+pub const CUSTOMER_EXPAND: [&str; 1] = ["data.discount.source.coupon"];
 
 /// A connected account's OAuth access token and the mode it was issued for.
 #[derive(Debug, Clone)]
@@ -436,6 +451,75 @@ impl StripeClient {
         envelope_from_value(value).map_err(|e| StripeError::BadResponse {
             message: e.to_string(),
         })
+    }
+
+    /// Every item of a subscription (`GET /v1/subscription_items?subscription=`), for when the
+    /// embedded `items` list says `has_more`. Item discounts are expanded.
+    pub async fn subscription_items(
+        &self,
+        cred: &AccountCredential,
+        subscription_id: &str,
+    ) -> Result<Vec<Value>, StripeError> {
+        if !is_stripe_id(subscription_id, "sub_") {
+            return Err(StripeError::NotFound {
+                message: "not a Stripe subscription id".into(),
+            });
+        }
+        let params = [
+            ("subscription".to_owned(), subscription_id.to_owned()),
+            (
+                "expand[]".to_owned(),
+                "data.discounts.source.coupon".to_owned(),
+            ),
+        ];
+        let mut items = Vec::new();
+        self.paginate(
+            cred,
+            "/v1/subscription_items",
+            &params,
+            &mut Sink::Collect(&mut items),
+        )
+        .await?;
+        Ok(items)
+    }
+
+    /// `GET /v1/subscriptions/{id}` with its discounts and coupons expanded.
+    pub async fn retrieve_subscription(
+        &self,
+        cred: &AccountCredential,
+        id: &str,
+    ) -> Result<Value, StripeError> {
+        if !is_stripe_id(id, "sub_") {
+            return Err(StripeError::NotFound {
+                message: "not a Stripe subscription id".into(),
+            });
+        }
+        let params: Vec<(String, String)> = SUBSCRIPTION_EXPAND_ONE
+            .iter()
+            .map(|e| ("expand[]".to_owned(), (*e).to_owned()))
+            .collect();
+        self.get(cred, &format!("/v1/subscriptions/{id}"), &params)
+            .await
+    }
+
+    /// `GET /v1/coupons/{id}`. Coupon ids are chosen by the merchant, so any id the URL can
+    /// carry is accepted.
+    pub async fn retrieve_coupon(
+        &self,
+        cred: &AccountCredential,
+        id: &str,
+    ) -> Result<Value, StripeError> {
+        let encoded: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+        let safe = !encoded.is_empty()
+            && encoded
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if !safe || encoded.contains("..") {
+            return Err(StripeError::NotFound {
+                message: "not a coupon id this client can request".into(),
+            });
+        }
+        self.get(cred, &format!("/v1/coupons/{encoded}"), &[]).await
     }
 
     /// `GET /v1/account`: the account the credential belongs to.
@@ -1137,6 +1221,52 @@ mod tests {
             ),
             (2, 0, 2)
         );
+    }
+
+    #[tokio::test]
+    async fn items_are_read_in_full_and_retrievals_ask_for_expansions_at_the_pinned_version() {
+        let page = |ids: &[&str], more: bool| {
+            let data: Vec<Value> = ids
+                .iter()
+                .map(|i| json!({"id": i, "object": "subscription_item"}))
+                .collect();
+            reply(
+                200,
+                json!({"object": "list", "data": data, "has_more": more}),
+            )
+        };
+        let (client, rec) = scripted(vec![
+            page(&["si_1", "si_2"], true),
+            page(&["si_3"], false),
+            reply(200, json!({"id": "sub_1", "object": "subscription"})),
+        ])
+        .await;
+        let items = client.subscription_items(&cred(), "sub_1").await.unwrap();
+        let ids: Vec<&str> = items.iter().filter_map(|i| i["id"].as_str()).collect();
+        assert_eq!(ids, ["si_1", "si_2", "si_3"]);
+        client
+            .retrieve_subscription(&cred(), "sub_1")
+            .await
+            .unwrap();
+        let seen = rec.seen();
+        assert_eq!(seen[0].path, "/v1/subscription_items");
+        assert_eq!(seen[0].query["subscription"], "sub_1");
+        assert_eq!(seen[1].query["starting_after"], "si_2");
+        assert_eq!(seen[2].path, "/v1/subscriptions/sub_1");
+        assert!(seen[2].query.contains_key("expand[]"));
+        for s in &seen {
+            assert_eq!(s.version.as_deref(), Some("2026-10-28.endive"));
+        }
+        // Stripe expands at most four levels deep (a list's `data` counts).
+        for e in SUBSCRIPTION_EXPAND
+            .iter()
+            .chain(SUBSCRIPTION_EXPAND_ONE.iter())
+            .chain(CUSTOMER_EXPAND.iter())
+        {
+            assert!(e.split('.').count() <= 4, "{e}");
+        }
+        assert!(client.subscription_items(&cred(), "../x").await.is_err());
+        assert!(client.retrieve_coupon(&cred(), "a/../b").await.is_err());
     }
 
     #[tokio::test]

@@ -74,6 +74,31 @@ pub mod lenient {
             .collect())
     }
 
+    /// A list of expandable references (`["di_1", {"id": "di_2", ...}]`, bare or as a list
+    /// object): a bare id reads as an object holding only `id`, so no reference is ever dropped.
+    pub fn refs<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(
+        d: D,
+    ) -> Result<Vec<T>, D::Error> {
+        let v = Value::deserialize(d)?;
+        let items = match v {
+            Value::Array(a) => a,
+            Value::Object(mut m) => match m.remove("data") {
+                Some(Value::Array(a)) => a,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        Ok(items
+            .into_iter()
+            .filter_map(|i| match i {
+                Value::String(id) if !id.is_empty() => {
+                    serde_json::from_value(serde_json::json!({ "id": id })).ok()
+                }
+                other => serde_json::from_value(other).ok(),
+            })
+            .collect())
+    }
+
     pub(crate) fn as_int(v: &Value) -> Option<i64> {
         match v {
             Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
@@ -93,6 +118,14 @@ pub fn expandable_id(v: &Value) -> Option<String> {
         },
         _ => None,
     }
+}
+
+/// True when a subscription's embedded `items` list says more items exist than it carries.
+pub fn items_has_more(subscription: &Value) -> bool {
+    subscription
+        .pointer("/items/has_more")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
 }
 
 /// Card expiry `(year, month)` of an expanded payment method (or a card object itself).
@@ -125,6 +158,9 @@ pub struct Customer {
     #[serde(deserialize_with = "lenient::boolean")]
     pub deleted: Option<bool>,
     pub invoice_settings: Option<Value>,
+    /// The customer-level discount (every API version renders it as an object).
+    #[serde(deserialize_with = "lenient::object")]
+    pub discount: Option<Discount>,
 }
 
 impl Customer {
@@ -172,16 +208,61 @@ pub struct Price {
     pub livemode: Option<bool>,
     #[serde(rename = "type", deserialize_with = "lenient::string")]
     pub kind: Option<String>,
+    /// `per_unit` or `tiered`.
+    #[serde(deserialize_with = "lenient::string")]
+    pub billing_scheme: Option<String>,
 }
 
 impl Price {
-    /// The amount per billing period in minor units (`unit_amount`, else the decimal rounded).
+    /// The amount per billing period in minor units (`unit_amount`, else the decimal rounded
+    /// half away from zero). For display only: MRR uses [`Price::exact_unit_amount`].
     pub fn unit_amount(&self) -> Option<i64> {
         self.unit_amount.or_else(|| {
-            let d: f64 = self.unit_amount_decimal.as_deref()?.trim().parse().ok()?;
-            Some(d.round() as i64)
+            let (n, d) = self.exact_unit_amount()?;
+            let q = (2 * n.abs() + d) / (2 * d);
+            Some((if n < 0 { -q } else { q }) as i64)
         })
     }
+
+    /// The exact unit amount as a fraction `(numerator, denominator)`: `unit_amount_decimal`
+    /// (up to 12 decimal places) when present, else `unit_amount`.
+    pub fn exact_unit_amount(&self) -> Option<(i128, i128)> {
+        self.unit_amount_decimal
+            .as_deref()
+            .and_then(parse_decimal)
+            .or_else(|| self.unit_amount.map(|a| (a as i128, 1)))
+    }
+
+    /// Tiered prices have no per-unit amount; Stripe's MRR leaves them out.
+    pub fn is_tiered(&self) -> bool {
+        self.billing_scheme.as_deref() == Some("tiered")
+    }
+}
+
+/// A decimal string (`"250.5"`, `"-1"`, `"0.000000000001"`) as an exact fraction.
+pub fn parse_decimal(s: &str) -> Option<(i128, i128)> {
+    let s = s.trim();
+    let (neg, digits) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if (int.is_empty() && frac.is_empty())
+        || frac.len() > 18
+        || int.len() > 18
+        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let den = 10i128.checked_pow(frac.len() as u32)?;
+    let int: i128 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    let frac_v: i128 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().ok()?
+    };
+    let n = int.checked_mul(den)?.checked_add(frac_v)?;
+    Some((if neg { -n } else { n }, den))
 }
 
 /// A legacy `plan` (pre-Prices API): read as a price when an item has no `price`.
@@ -197,6 +278,10 @@ pub struct Plan {
     #[serde(deserialize_with = "lenient::int")]
     pub amount: Option<i64>,
     #[serde(deserialize_with = "lenient::string")]
+    pub amount_decimal: Option<String>,
+    #[serde(deserialize_with = "lenient::string")]
+    pub billing_scheme: Option<String>,
+    #[serde(deserialize_with = "lenient::string")]
     pub interval: Option<String>,
     #[serde(deserialize_with = "lenient::int")]
     pub interval_count: Option<i64>,
@@ -211,6 +296,8 @@ impl From<Plan> for Price {
             product: p.product,
             currency: p.currency,
             unit_amount: p.amount,
+            unit_amount_decimal: p.amount_decimal,
+            billing_scheme: p.billing_scheme,
             recurring: Some(Recurring {
                 interval: p.interval,
                 interval_count: p.interval_count,
@@ -248,30 +335,52 @@ pub struct Coupon {
     pub duration: Option<String>,
     #[serde(deserialize_with = "lenient::string")]
     pub currency: Option<String>,
+    #[serde(deserialize_with = "lenient::boolean")]
+    pub livemode: Option<bool>,
 }
 
-/// A discount: the coupon sits at `coupon` (older versions) or `source.coupon` (newer ones).
+/// A discount, or a bare discount id (`di_...`) read as one with only `id`.
+///
+/// The coupon sits at `coupon` (before 2025-09-30.clover) or `source.coupon` (clover and later),
+/// each either a coupon object or, when not expanded, a coupon id.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct Discount {
     #[serde(deserialize_with = "lenient::string")]
     pub id: Option<String>,
-    #[serde(deserialize_with = "lenient::object")]
-    pub coupon: Option<Coupon>,
+    pub coupon: Option<Value>,
     pub source: Option<Value>,
+    #[serde(deserialize_with = "lenient::id")]
+    pub customer: Option<String>,
+    #[serde(deserialize_with = "lenient::id")]
+    pub subscription: Option<String>,
+    #[serde(deserialize_with = "lenient::string")]
+    pub subscription_item: Option<String>,
+    #[serde(deserialize_with = "lenient::int")]
+    pub end: Option<i64>,
 }
 
 impl Discount {
+    fn coupon_value(&self) -> Option<&Value> {
+        self.coupon
+            .as_ref()
+            .filter(|c| !c.is_null())
+            .or_else(|| self.source.as_ref()?.get("coupon").filter(|c| !c.is_null()))
+    }
+
     /// The coupon, when present in expanded form.
     pub fn coupon(&self) -> Option<Coupon> {
-        self.coupon.clone().or_else(|| {
-            let c = self.source.as_ref()?.get("coupon")?;
-            if c.is_object() {
-                serde_json::from_value(c.clone()).ok()
-            } else {
-                None
-            }
-        })
+        let c = self.coupon_value()?;
+        if c.is_object() {
+            serde_json::from_value(c.clone()).ok()
+        } else {
+            None
+        }
+    }
+
+    /// The coupon's id, expanded or not.
+    pub fn coupon_id(&self) -> Option<String> {
+        expandable_id(self.coupon_value()?)
     }
 }
 
@@ -290,8 +399,8 @@ pub struct SubscriptionItem {
     pub current_period_start: Option<i64>,
     #[serde(deserialize_with = "lenient::int")]
     pub current_period_end: Option<i64>,
-    /// Item-level discounts: expanded objects parse, bare ids are skipped.
-    #[serde(deserialize_with = "lenient::list")]
+    /// Item-level discounts, expanded or as bare ids.
+    #[serde(deserialize_with = "lenient::refs")]
     pub discounts: Vec<Discount>,
 }
 
@@ -341,8 +450,8 @@ pub struct Subscription {
     /// Old API versions: a single discount.
     #[serde(deserialize_with = "lenient::object")]
     pub discount: Option<Discount>,
-    /// New API versions: expanded discounts parse, bare ids are skipped.
-    #[serde(deserialize_with = "lenient::list")]
+    /// New API versions: discounts, expanded or as bare ids.
+    #[serde(deserialize_with = "lenient::refs")]
     pub discounts: Vec<Discount>,
     pub default_payment_method: Option<Value>,
 }
@@ -364,13 +473,18 @@ impl Subscription {
         })
     }
 
-    /// Every discount on the subscription, old single form and new list form, de-duplicated by id.
+    /// Every discount on the subscription, old single form and new list form, de-duplicated by
+    /// id (an expanded copy wins over a bare id).
     pub fn all_discounts(&self) -> Vec<Discount> {
         let mut out: Vec<Discount> = Vec::new();
         for d in self.discount.iter().chain(self.discounts.iter()) {
-            let dup = d.id.is_some() && out.iter().any(|o| o.id == d.id);
-            if !dup {
-                out.push(d.clone());
+            match out.iter_mut().find(|o| d.id.is_some() && o.id == d.id) {
+                Some(o) => {
+                    if o.coupon_value().is_none() {
+                        *o = d.clone();
+                    }
+                }
+                None => out.push(d.clone()),
             }
         }
         out
@@ -467,6 +581,24 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    #[test]
+    fn decimals_are_exact() {
+        assert_eq!(parse_decimal("250.5"), Some((2505, 10)));
+        assert_eq!(parse_decimal("-1.25"), Some((-125, 100)));
+        assert_eq!(parse_decimal("7"), Some((7, 1)));
+        assert_eq!(
+            parse_decimal("0.000000000001"),
+            Some((1, 1_000_000_000_000))
+        );
+        assert_eq!(parse_decimal("1e3"), None);
+        assert_eq!(parse_decimal(""), None);
+        let p: Price =
+            serde_json::from_value(json!({"unit_amount": null, "unit_amount_decimal": "250.5"}))
+                .unwrap();
+        assert_eq!(p.exact_unit_amount(), Some((2505, 10)));
+        assert_eq!(p.unit_amount(), Some(251));
+    }
+
     fn fixtures() -> Value {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/stripe/fixtures.json");
@@ -538,15 +670,24 @@ mod tests {
         .unwrap();
         assert_eq!(s.customer.as_deref(), Some("cus_x"));
         assert_eq!(s.current_period_end(), Some(200));
-        assert_eq!(s.all_discounts().len(), 1);
-        assert_eq!(
-            s.all_discounts()[0].coupon().unwrap().percent_off,
-            Some(10.0)
-        );
+        // The bare id is kept; the expanded legacy copy of di_1 wins over the list's copy.
+        let all = s.all_discounts();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].coupon().unwrap().percent_off, Some(10.0));
+        assert_eq!(all[1].id.as_deref(), Some("di_2"));
+        assert_eq!(all[1].coupon_id(), None);
         let p = s.items[0].effective_price().unwrap();
         assert_eq!(p.product.as_deref(), Some("prod_9"));
         assert_eq!(s.items[0].quantity, Some(2));
         assert_eq!(s.card_expiry(), Some((2031, 2)));
+
+        // Clover and later: `source.coupon` is an id unless expanded.
+        let d: Discount = serde_json::from_value(
+            json!({"id": "di_3", "source": {"type": "coupon", "coupon": "co_9"}}),
+        )
+        .unwrap();
+        assert_eq!(d.coupon_id().as_deref(), Some("co_9"));
+        assert!(d.coupon().is_none());
 
         let c: Charge =
             serde_json::from_value(json!({"id": "ch", "customer": 42, "amount": "oops"})).unwrap();

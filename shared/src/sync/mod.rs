@@ -13,6 +13,7 @@
 mod fanout;
 pub mod plan;
 mod read;
+pub mod resolve;
 mod writer;
 
 use std::future::Future;
