@@ -19,6 +19,15 @@ pub fn customer(aggregate_id: &str) -> String {
 }
 pub const CUSTOMER_PREFIX: &str = "CUS#";
 
+/// One charge of an aggregate, an item of its own (charges are unbounded over a customer's life;
+/// the aggregate keeps only a fixed-size summary). Same partition as the customer items.
+pub fn charge(aggregate_id: &str, charge_id: &str) -> String {
+    format!("CHG#{aggregate_id}#{charge_id}")
+}
+pub fn charge_prefix(aggregate_id: &str) -> String {
+    format!("CHG#{aggregate_id}#")
+}
+
 pub fn catalog(kind: &str, id: &str) -> String {
     format!("{}#{id}", kind.to_ascii_uppercase())
 }
