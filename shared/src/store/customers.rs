@@ -45,14 +45,19 @@ pub struct InvalidCursor;
 fn metric_update(
     table: &str,
     ws: &str,
+    aggregate_id: &str,
     key: &MetricKey,
     delta: &MetricDelta,
 ) -> Result<Update, StoreError> {
     let fields = serde_json::to_value(delta).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let shard = keys::metric_shard(aggregate_id);
     let mut builder = Update::builder()
         .table_name(table)
         .key("pk", s(keys::metrics(ws)))
-        .key("sk", s(keys::metrics_day(key.day, &key.currency)));
+        .key(
+            "sk",
+            s(keys::metrics_day_shard(key.day, &key.currency, shard)),
+        );
     let mut clauses = Vec::new();
     for (i, (name, value)) in fields.as_object().into_iter().flatten().enumerate() {
         let v = value.as_i64().unwrap_or(0);
@@ -459,7 +464,7 @@ impl Store {
             for (key, delta) in &deltas {
                 items.push(
                     TransactWriteItem::builder()
-                        .update(metric_update(&self.table, ws, key, delta)?)
+                        .update(metric_update(&self.table, ws, aggregate_id, key, delta)?)
                         .build(),
                 );
             }
