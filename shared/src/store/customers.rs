@@ -22,7 +22,7 @@ const MAX_TRANSACTION_ITEMS: usize = 100;
 /// Changes read and written together at most: a long listed history goes in chunks, so one
 /// write's charge reads and items stay small whatever the customer's history.
 const CHANGES_PER_WRITE: usize = 24;
-const MAX_ATTEMPTS: usize = 8;
+const MAX_ATTEMPTS: usize = 12;
 
 /// Attributes a panel read needs (never the whole aggregate).
 const PANEL_ATTRS: &str = "customer_id, panel, livemode, last_active, deleted, synced_at";
@@ -349,7 +349,14 @@ impl Store {
             .collect();
         charge_ids.sort_unstable();
         charge_ids.dedup();
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                // Lost a race for this customer's item: back off a random while, so a burst of
+                // one customer's events does not keep colliding.
+                let cap = 10u64 << attempt.min(5);
+                let wait = rand::Rng::gen_range(&mut rand::thread_rng(), 1..=cap);
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            }
             let (mut old, version) = self.read_aggregate(ws, aggregate_id).await?;
             let mut guards = std::collections::HashMap::new();
             if !charge_ids.is_empty() {
