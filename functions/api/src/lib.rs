@@ -163,7 +163,7 @@ pub enum BackendError {
 impl From<BackendError> for ApiError {
     fn from(e: BackendError) -> Self {
         match e {
-            BackendError::Store(StoreError::Invalid(detail)) => {
+            BackendError::Store(StoreError::Rejected(detail)) => {
                 tracing::warn!(error = %detail, "the store refused the request");
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
@@ -317,7 +317,7 @@ mod mapping_tests {
             (a.status, a.code)
         };
         assert_eq!(
-            answer(StoreError::Invalid(
+            answer(StoreError::Rejected(
                 "ValidationException: key too large".into()
             )),
             (StatusCode::BAD_REQUEST, "invalid_request")
@@ -335,7 +335,7 @@ mod mapping_tests {
             (StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
         );
         // The store's own words never reach the caller.
-        let e = store_down(StoreError::Invalid("pk WS#secret-ish".into()));
+        let e = store_down(StoreError::Rejected("pk WS#secret-ish".into()));
         assert!(!e.message.contains("WS#"));
     }
 }

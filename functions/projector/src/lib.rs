@@ -1,6 +1,9 @@
 //! The projector: an SQS batch of queued Stripe events, each projected into DynamoDB through the
 //! same store path the sync uses. Failures are reported per message (`ReportBatchItemFailures`),
 //! so one poison message never fails its batch; after the redrive limit it lands in the DLQ.
+//! A message that can never be projected (malformed, or refused by DynamoDB for a reason no
+//! retry fixes, like an item over the size limit) is sent to the dead-letter queue at once with
+//! its reason, acknowledged, and shown on the connection card.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,6 +39,8 @@ pub struct Config {
     pub stripe: shared::config::StripeEndpoints,
     /// Our Connect application (`ca_...`): only its deauthorization revokes a connection.
     pub client_id: String,
+    /// The event queue's dead-letter queue, where permanent failures go at once.
+    pub dead_letter_queue_url: Option<String>,
 }
 
 impl Config {
@@ -47,6 +52,9 @@ impl Config {
             event_bus_name: required("EVENT_BUS_NAME")?,
             stripe: shared::config::StripeEndpoints::from_env()?,
             client_id: required("STRIPE_CLIENT_ID")?,
+            dead_letter_queue_url: std::env::var("EVENT_DLQ_URL")
+                .ok()
+                .filter(|u| !u.is_empty()),
         })
     }
 }
@@ -58,6 +66,10 @@ pub struct Projector {
     pub events: Publisher,
     pub unhandled: AtomicU64,
     pub client_id: String,
+    pub sqs: aws_sdk_sqs::Client,
+    pub dead_letter_queue_url: Option<String>,
+    /// Messages dead-lettered at once since cold start.
+    pub dead_lettered: AtomicU64,
 }
 
 pub async fn init(
@@ -71,6 +83,9 @@ pub async fn init(
         events: Publisher::new(aws.eventbridge.clone(), config.event_bus_name),
         unhandled: AtomicU64::new(0),
         client_id: config.client_id,
+        sqs: aws.sqs.clone(),
+        dead_letter_queue_url: config.dead_letter_queue_url,
+        dead_lettered: AtomicU64::new(0),
     }))
 }
 
@@ -89,6 +104,17 @@ pub enum ProjectError {
     Vault(#[from] VaultError),
     #[error("Stripe: {0}")]
     Stripe(#[from] StripeError),
+}
+
+impl ProjectError {
+    /// Whether no retry can ever project the message.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            ProjectError::Poison(_) | ProjectError::Projection(_) => true,
+            ProjectError::Store(e) => e.is_permanent(),
+            _ => false,
+        }
+    }
 }
 
 /// What became of one message.
@@ -113,6 +139,7 @@ pub async fn handle_batch(app: &Projector, batch: SqsEvent) -> SqsBatchResponse 
             let receives: u32 = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
             match handle_message(app, &record).await {
                 Ok(_) => None,
+                Err(e) if e.is_permanent() && dead_letter_now(app, &record, &e).await => None,
                 Err(e) => {
                     if receives >= MAX_RECEIVES {
                         error!(message_id = %id, receive_count = receives, reason = %e, "message not projected; going to the dead-letter queue");
@@ -133,6 +160,68 @@ pub async fn handle_batch(app: &Projector, batch: SqsEvent) -> SqsBatchResponse 
     response.batch_item_failures = failures;
     response
 }
+
+/// Sends a message no retry can project to the dead-letter queue with its reason, and records
+/// it on the connection card; true if it is there (the message is then acknowledged).
+async fn dead_letter_now(app: &Projector, record: &SqsMessage, e: &ProjectError) -> bool {
+    let Some(url) = app.dead_letter_queue_url.as_deref() else {
+        return false;
+    };
+    let id = record.message_id.clone().unwrap_or_default();
+    let reason = e.to_string();
+    let mut send = app
+        .sqs
+        .send_message()
+        .queue_url(url)
+        .message_body(record.body.clone().unwrap_or_default());
+    if let Ok(attr) = aws_sdk_sqs::types::MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(&reason)
+        .build()
+    {
+        send = send.message_attributes("reason", attr);
+    }
+    let sent = send.send().await;
+    if let Err(send_error) = sent {
+        warn!(message_id = %id, reason = %reason, error = %aws_sdk_sqs::error::DisplayErrorContext(send_error),
+              "could not dead-letter a permanent failure; SQS will redeliver it");
+        return false;
+    }
+    let total = app.dead_lettered.fetch_add(1, Ordering::Relaxed) + 1;
+    error!(message_id = %id, reason = %reason, dead_lettered_total = total,
+           "message can never be projected; dead-lettered at once");
+    let queued: Option<QueuedEvent> = record
+        .body
+        .as_deref()
+        .and_then(|b| serde_json::from_str(b).ok());
+    if let Some(q) = queued {
+        let at = shared::time::now_unix();
+        let recorded = app
+            .store
+            .update_connection(&q.workspace_id, |c| {
+                if c.account_id != q.account_id || c.status != ConnectionStatus::Active {
+                    return false;
+                }
+                c.last_error = Some(LastError {
+                    code: EVENT_REJECTED.into(),
+                    message: format!(
+                        "A change from Stripe ({} {}) could not be stored and was set aside: {reason}. The next sync retries it.",
+                        q.event_type, q.event_id
+                    ),
+                    at,
+                });
+                true
+            })
+            .await;
+        if let Err(e) = recorded {
+            warn!(error = %e, "dead-lettered event not recorded on the card");
+        }
+    }
+    true
+}
+
+/// The card's error code for an event set aside because it can never be stored.
+pub const EVENT_REJECTED: &str = "event_rejected";
 
 pub async fn handle_message(app: &Projector, record: &SqsMessage) -> Result<Outcome, ProjectError> {
     let body = record

@@ -1,5 +1,11 @@
 //! The customer aggregate: every stored object of one customer (or one guest charge), each a
 //! last-writer-wins register under [`Stamp`] order, so applying changes commutes.
+//!
+//! Size is bounded by design: invoices are pruned to the newest [`MAX_INVOICES`], and charges
+//! (unbounded over a customer's life) are stored in items of their own. The aggregate keeps only
+//! a fixed-size [`ChargeSummary`] of them, maintained by the delta between a charge's stored
+//! version and the new one, so it is exact as long as each charge version replaces the stored
+//! one exactly once (the store guards the charge item and the aggregate in one transaction).
 
 use std::collections::BTreeMap;
 
@@ -241,14 +247,83 @@ pub struct ChargeState {
     pub stamp: Stamp,
 }
 
-/// Everything we store about one Stripe customer (or one guest charge), as one DynamoDB item.
+/// What the panel, churn risk and "last active" need from all of a customer's charges, in a
+/// fixed size whatever the number of charges. Every field is a sum maintained by deltas or a
+/// max/min over the applied versions (a charge's `created`, currency, card and mode never change
+/// between its versions, and a settled charge never goes back), so it commutes like the rest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChargeSummary {
+    /// Net succeeded amount (amount minus refunds) per currency; zero entries dropped.
+    pub ltv: BTreeMap<String, i64>,
+    /// Newest `created` of a failed charge.
+    pub last_failed: Option<i64>,
+    /// Newest `created` of a succeeded charge.
+    pub last_succeeded: Option<i64>,
+    /// `(created, id, card expiry)` of the newest charge with a known card.
+    pub latest_card: Option<(i64, String, (i32, u32))>,
+    /// Newest stamp time over the charges.
+    pub last_t: i64,
+    /// `(id, livemode)` of the charge with the smallest id that knows its mode.
+    pub livemode: Option<(String, bool)>,
+}
+
+impl ChargeSummary {
+    /// What one charge version adds to the lifetime value.
+    fn net(c: &ChargeState) -> i64 {
+        if c.status == "succeeded" {
+            c.amount - c.amount_refunded
+        } else {
+            0
+        }
+    }
+
+    /// Replaces `prev` (the stored version, if any) by `new`.
+    pub fn replace(&mut self, prev: Option<&ChargeState>, new: &ChargeState) {
+        let delta = Self::net(new) - prev.map(Self::net).unwrap_or(0);
+        if delta != 0 {
+            let e = self.ltv.entry(new.currency.clone()).or_insert(0);
+            *e += delta;
+            if *e == 0 {
+                self.ltv.remove(&new.currency);
+            }
+        }
+        match new.status.as_str() {
+            "failed" => self.last_failed = self.last_failed.max(Some(new.created)),
+            "succeeded" => self.last_succeeded = self.last_succeeded.max(Some(new.created)),
+            _ => {}
+        }
+        if let Some(card) = new.card_exp {
+            let candidate = (new.created, new.id.clone(), card);
+            if self.latest_card.as_ref().is_none_or(|c| candidate > *c) {
+                self.latest_card = Some(candidate);
+            }
+        }
+        self.last_t = self.last_t.max(new.stamp.t);
+        if let Some(live) = new.livemode {
+            if self.livemode.as_ref().is_none_or(|(id, _)| new.id < *id) {
+                self.livemode = Some((new.id.clone(), live));
+            }
+        }
+    }
+}
+
+/// Everything we store about one Stripe customer (or one guest charge) in its DynamoDB item.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CustomerAggregate {
     pub customer: Option<CustomerState>,
     pub subscriptions: BTreeMap<String, SubEntry>,
     pub invoices: BTreeMap<String, InvoiceState>,
+    /// The charges this aggregate was loaded with: each charge is an item of its own and never
+    /// part of the aggregate's item. Before applying a charge version, its stored version must
+    /// be loaded here (the store does; a pure fold simply keeps every charge it applied).
+    /// Metric contributions count the loaded charges, so `diff(before, after)` is exactly the
+    /// change of the charges applied in between.
+    #[serde(skip)]
     pub charges: BTreeMap<String, ChargeState>,
+    /// Fixed-size summary of every charge, stored with the aggregate.
+    pub charge_summary: ChargeSummary,
 }
 
 impl CustomerAggregate {
@@ -278,8 +353,10 @@ impl CustomerAggregate {
             Change::Subscription(v) => self.apply_subscription(v),
             Change::Invoice(v) => self.apply_invoice(v),
             Change::Charge(v) => {
-                let newer = self.charges.get(&v.id).is_none_or(|c| v.stamp > c.stamp);
+                let prev = self.charges.get(&v.id);
+                let newer = prev.is_none_or(|c| v.stamp > c.stamp);
                 if newer {
+                    self.charge_summary.replace(prev, v);
                     self.charges.insert(v.id.clone(), v.clone());
                 }
                 newer
@@ -398,7 +475,7 @@ impl CustomerAggregate {
         let c = self.customer.iter().map(|c| c.stamp.t);
         let s = self.subscriptions.values().map(|s| s.state.stamp.t);
         let i = self.invoices.values().map(|i| i.stamp.t);
-        let ch = self.charges.values().map(|c| c.stamp.t);
+        let ch = Some(self.charge_summary.last_t).filter(|t| *t != 0);
         c.chain(s).chain(i).chain(ch).max().unwrap_or(0)
     }
 
@@ -430,7 +507,7 @@ impl CustomerAggregate {
             .and_then(|c| c.livemode)
             .or_else(|| self.subscriptions.values().find_map(|s| s.state.livemode))
             .or_else(|| self.invoices.values().find_map(|i| i.livemode))
-            .or_else(|| self.charges.values().find_map(|c| c.livemode))
+            .or_else(|| self.charge_summary.livemode.as_ref().map(|(_, l)| *l))
             .unwrap_or(false)
     }
 }

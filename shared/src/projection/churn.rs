@@ -82,18 +82,8 @@ fn payment_failed(agg: &CustomerAggregate, now: i64) -> bool {
     let open_failed = agg
         .last_invoice_state()
         .is_some_and(|i| i.status == "open" && i.attempt_count > 0);
-    let last_failed = agg
-        .charges
-        .values()
-        .filter(|c| c.status == "failed")
-        .map(|c| c.created)
-        .max();
-    let last_ok = agg
-        .charges
-        .values()
-        .filter(|c| c.status == "succeeded")
-        .map(|c| c.created)
-        .max();
+    let last_failed = agg.charge_summary.last_failed;
+    let last_ok = agg.charge_summary.last_succeeded;
     let recent_failure =
         last_failed.is_some_and(|f| f >= now - WINDOW && last_ok.is_none_or(|ok| ok < f));
     open_failed || recent_failure
@@ -115,12 +105,7 @@ fn downgraded(history: &[super::aggregate::HistoryPoint], now: i64) -> bool {
 
 /// A known card expires (end of its expiry month) within 30 days, or already has.
 fn card_expiring(agg: &CustomerAggregate, now: i64) -> bool {
-    let latest_charge_card = agg
-        .charges
-        .values()
-        .filter(|c| c.card_exp.is_some())
-        .max_by_key(|c| (c.created, c.id.clone()))
-        .and_then(|c| c.card_exp);
+    let latest_charge_card = agg.charge_summary.latest_card.as_ref().map(|c| c.2);
     let card = agg
         .primary_subscription()
         .and_then(|s| s.card_exp)

@@ -24,8 +24,8 @@ mod scenarios;
 mod testkit;
 
 pub use aggregate::{
-    ChargeState, CouponTerms, CustomerAggregate, CustomerState, HistoryPoint, InvoiceState,
-    ItemState, SubEntry, SubState, MAX_INVOICES,
+    ChargeState, ChargeSummary, CouponTerms, CustomerAggregate, CustomerState, HistoryPoint,
+    InvoiceState, ItemState, SubEntry, SubState, MAX_INVOICES,
 };
 pub use catalog::{CatalogItem, CatalogKind};
 /// A product or price version, applied with [`CatalogItem::supersedes`].

@@ -97,11 +97,7 @@ impl CustomerAggregate {
 
     /// Lifetime value per currency: succeeded charges' amount minus refunds.
     pub fn ltv_by_currency(&self) -> BTreeMap<String, i64> {
-        let mut out = BTreeMap::new();
-        for c in self.charges.values().filter(|c| c.status == "succeeded") {
-            *out.entry(c.currency.clone()).or_insert(0) += c.amount - c.amount_refunded;
-        }
-        out
+        self.charge_summary.ltv.clone()
     }
 
     /// LTV in the currency of the customer's largest lifetime value (else the MRR currency).

@@ -264,14 +264,20 @@ fn stream(seed: u64) -> Vec<Event> {
     events
 }
 
+/// The stored layout: each aggregate's item (no charges in it) and each charge's own item,
+/// keyed by `(aggregate id, charge id)`; and the metric day sums.
 type Store = (
     BTreeMap<String, CustomerAggregate>,
+    BTreeMap<(String, String), ChargeState>,
     BTreeMap<MetricKey, MetricDelta>,
 );
 
-/// Applies events as the projector and store would: aggregate write plus ADD of metric diffs.
+/// Applies events as the projector and store do: read the aggregate's item and the changed
+/// charge's item, apply, write both back (through their serialised form) and ADD the metric
+/// diff.
 fn project(events: &[Event]) -> Store {
     let mut aggs: BTreeMap<String, CustomerAggregate> = BTreeMap::new();
+    let mut charges: BTreeMap<(String, String), ChargeState> = BTreeMap::new();
     let mut sums: BTreeMap<MetricKey, MetricDelta> = BTreeMap::new();
     for (ty, created, obj) in events {
         let Ok(Routed::Customer {
@@ -281,16 +287,43 @@ fn project(events: &[Event]) -> Store {
         else {
             panic!("{ty} did not route to a customer");
         };
-        let agg = aggs.entry(aggregate_id).or_default();
+        let stored = aggs.get(&aggregate_id).map(serde_json::to_string);
+        let mut agg: CustomerAggregate = match stored {
+            Some(raw) => serde_json::from_str(&raw.unwrap()).unwrap(),
+            None => CustomerAggregate::default(),
+        };
+        if let Change::Charge(v) = &change {
+            if let Some(c) = charges.get(&(aggregate_id.clone(), v.id.clone())) {
+                agg.charges.insert(v.id.clone(), c.clone());
+            }
+        }
         let before = agg.metric_contributions();
         if agg.apply(&change) {
             for (k, d) in diff(&before, &agg.metric_contributions()) {
                 *sums.entry(k).or_default() += d;
             }
+            for (id, c) in std::mem::take(&mut agg.charges) {
+                charges.insert((aggregate_id.clone(), id), c);
+            }
+            aggs.insert(aggregate_id, agg);
         }
     }
     sums.retain(|_, d| !d.is_zero());
-    (aggs, sums)
+    (aggs, charges, sums)
+}
+
+/// A stored aggregate with every one of its charges loaded: the whole customer.
+fn loaded(
+    aggs: &BTreeMap<String, CustomerAggregate>,
+    charges: &BTreeMap<(String, String), ChargeState>,
+) -> BTreeMap<String, CustomerAggregate> {
+    let mut out = aggs.clone();
+    for ((agg, id), c) in charges {
+        if let Some(a) = out.get_mut(agg) {
+            a.charges.insert(id.clone(), c.clone());
+        }
+    }
+    out
 }
 
 fn shuffled_with_duplicates(events: &[Event], seed: u64, dup_percent: u64) -> Vec<Event> {
@@ -320,21 +353,35 @@ proptest! {
     ) {
         let clean = stream(stream_seed);
         prop_assert!(clean.len() >= MIN_STREAM, "stream too small: {}", clean.len());
-        let (aggs, sums) = project(&clean);
-        let (aggs2, sums2) = project(&shuffled_with_duplicates(&clean, shuffle_seed, dup_percent));
+        let (aggs, charges, sums) = project(&clean);
+        let (aggs2, charges2, sums2) =
+            project(&shuffled_with_duplicates(&clean, shuffle_seed, dup_percent));
         prop_assert_eq!(serde_json::to_string(&aggs).unwrap(), serde_json::to_string(&aggs2).unwrap());
+        let items = |m: &BTreeMap<(String, String), ChargeState>| serde_json::to_string(&m.iter().collect::<Vec<_>>()).unwrap();
+        prop_assert_eq!(items(&charges), items(&charges2));
         let rows = |m: &BTreeMap<MetricKey, MetricDelta>| serde_json::to_string(&m.iter().collect::<Vec<_>>()).unwrap();
         prop_assert_eq!(rows(&sums), rows(&sums2));
 
-        // The stored sums telescope to the contributions of the final aggregates.
+        // The stored sums telescope to the contributions of the final customers.
         let mut expected: BTreeMap<MetricKey, MetricDelta> = BTreeMap::new();
-        for a in aggs.values() {
+        for a in loaded(&aggs, &charges).values() {
             for (k, d) in a.metric_contributions() {
                 *expected.entry(k).or_default() += d;
             }
         }
         expected.retain(|_, d| !d.is_zero());
         prop_assert_eq!(&expected, &sums);
+
+        // The charge summaries equal a fold of every stored charge.
+        for (id, a) in loaded(&aggs, &charges) {
+            let mut fresh = CustomerAggregate::default();
+            let mut by_created: Vec<_> = a.charges.values().collect();
+            by_created.sort_by_key(|c| (c.created, c.id.clone()));
+            for c in by_created {
+                fresh.apply(&Change::Charge(c.clone()));
+            }
+            prop_assert_eq!(&fresh.charge_summary.ltv, &a.charge_summary.ltv, "ltv of {}", id);
+        }
 
         // Tombstones hold and panels agree.
         for (id, a) in &aggs {
@@ -351,7 +398,7 @@ fn stream_has_same_second_pairs_and_metrics_are_sane() {
     let clean = stream(42);
     let same_second = clean.windows(2).filter(|w| w[0].1 == w[1].1).count();
     assert!(same_second > 30, "only {same_second} same-second pairs");
-    let (aggs, sums) = project(&clean);
+    let (aggs, _, sums) = project(&clean);
     assert!(aggs.len() >= 20);
     let rows: Vec<_> = sums.into_iter().collect();
     let to = crate::time::day_of(clean.last().map(|e| e.1).unwrap_or(0));

@@ -8,15 +8,21 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 
 use super::connections::ConnectionStatus;
-use super::{get_bool, get_n, get_s, is_condition_failure, keys, n, s, Item, Store, StoreError};
+use super::{
+    check_size, get_bool, get_n, get_s, is_condition_failure, keys, n, s, Item, Store, StoreError,
+};
 use crate::projection::{
-    diff, CatalogItem, Change, CustomerAggregate, MetricDelta, MetricKey, PanelCustomer,
-    StoredPanel,
+    diff, CatalogItem, Change, ChargeState, CustomerAggregate, MetricDelta, MetricKey,
+    PanelCustomer, StoredPanel,
 };
 
-/// DynamoDB allows 100 items per transaction: the aggregate, the dedup marker, and the rest.
-const MAX_METRIC_ITEMS: usize = 98;
-const MAX_ATTEMPTS: usize = 8;
+/// DynamoDB allows 100 items per transaction: the aggregate, changed charges, the dedup marker
+/// and the metric days.
+const MAX_TRANSACTION_ITEMS: usize = 100;
+/// Changes read and written together at most: a long listed history goes in chunks, so one
+/// write's charge reads and items stay small whatever the customer's history.
+const CHANGES_PER_WRITE: usize = 24;
+const MAX_ATTEMPTS: usize = 12;
 
 /// Attributes a panel read needs (never the whole aggregate).
 const PANEL_ATTRS: &str = "customer_id, panel, livemode, last_active, deleted, synced_at";
@@ -39,14 +45,19 @@ pub struct InvalidCursor;
 fn metric_update(
     table: &str,
     ws: &str,
+    aggregate_id: &str,
     key: &MetricKey,
     delta: &MetricDelta,
 ) -> Result<Update, StoreError> {
     let fields = serde_json::to_value(delta).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let shard = keys::metric_shard(aggregate_id);
     let mut builder = Update::builder()
         .table_name(table)
         .key("pk", s(keys::metrics(ws)))
-        .key("sk", s(keys::metrics_day(key.day, &key.currency)));
+        .key(
+            "sk",
+            s(keys::metrics_day_shard(key.day, &key.currency, shard)),
+        );
     let mut clauses = Vec::new();
     for (i, (name, value)) in fields.as_object().into_iter().flatten().enumerate() {
         let v = value.as_i64().unwrap_or(0);
@@ -107,6 +118,22 @@ fn customer_item(
         item.insert("gsi1pk".into(), s(keys::email_partition(ws, &email)));
         item.insert("gsi1sk".into(), s(keys::customer(aggregate_id)));
     }
+    Ok(item)
+}
+
+/// A charge's own item: the charge, and its stamp (the guard of its next replacement).
+fn charge_item(ws: &str, aggregate_id: &str, charge: &ChargeState) -> Result<Item, StoreError> {
+    let mut item = Item::new();
+    item.insert("pk".into(), s(keys::ws(ws)));
+    item.insert("sk".into(), s(keys::charge(aggregate_id, &charge.id)));
+    item.insert(
+        "data".into(),
+        s(serde_json::to_string(charge).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+    );
+    item.insert(
+        "stamp".into(),
+        s(serde_json::to_string(&charge.stamp).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+    );
     Ok(item)
 }
 
@@ -195,8 +222,106 @@ impl Store {
         Ok((version > 0).then_some(agg))
     }
 
+    /// The stored versions of `ids`, charges of `aggregate_id`, with their stored stamps (the
+    /// guard of their next write). One consistent BatchGetItem per 100.
+    async fn read_charges(
+        &self,
+        ws: &str,
+        aggregate_id: &str,
+        ids: &[&str],
+    ) -> Result<Vec<(ChargeState, String)>, StoreError> {
+        let mut out = Vec::new();
+        if let [id] = ids {
+            // One charge (every webhook): a GetItem, which the projector's role allows.
+            let got = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key("pk", s(keys::ws(ws)))
+                .key("sk", s(keys::charge(aggregate_id, id)))
+                .projection_expression("#d, #st")
+                .expression_attribute_names("#d", "data")
+                .expression_attribute_names("#st", "stamp")
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(StoreError::sdk)?;
+            if let Some(item) = got.item {
+                let charge: ChargeState = serde_json::from_str(get_s(&item, "data").unwrap_or(""))
+                    .map_err(|e| StoreError::Corrupt(format!("charge: {e}")))?;
+                out.push((
+                    charge,
+                    get_s(&item, "stamp").unwrap_or_default().to_string(),
+                ));
+            }
+            return Ok(out);
+        }
+        for chunk in ids.chunks(100) {
+            let mut request = KeysAndAttributes::builder().consistent_read(true);
+            for id in chunk {
+                request = request.keys(
+                    [
+                        ("pk".to_string(), s(keys::ws(ws))),
+                        ("sk".to_string(), s(keys::charge(aggregate_id, id))),
+                    ]
+                    .into_iter()
+                    .collect(),
+                );
+            }
+            let mut request = request
+                .projection_expression("#d, #st")
+                .expression_attribute_names("#d", "data")
+                .expression_attribute_names("#st", "stamp")
+                .build()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let mut attempt = 0;
+            loop {
+                let got = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request.clone())
+                    .send()
+                    .await
+                    .map_err(StoreError::sdk)?;
+                for item in got
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    let charge: ChargeState =
+                        serde_json::from_str(get_s(item, "data").unwrap_or(""))
+                            .map_err(|e| StoreError::Corrupt(format!("charge: {e}")))?;
+                    out.push((charge, get_s(item, "stamp").unwrap_or_default().to_string()));
+                }
+                match got.unprocessed_keys().and_then(|u| u.get(&self.table)) {
+                    Some(rest) if !rest.keys().is_empty() => {
+                        attempt += 1;
+                        if attempt > 8 {
+                            return Err(StoreError::Unavailable(
+                                "charge reads kept coming back unprocessed".into(),
+                            ));
+                        }
+                        request = rest.clone();
+                        tokio::time::sleep(std::time::Duration::from_millis(25 << attempt.min(5)))
+                            .await;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Applies `changes` to the aggregate; true if stored state changed. A duplicate event (its
     /// marker exists) or a stale one changes nothing and writes nothing.
+    ///
+    /// Charges are items of their own: a charge version is written with a condition on the
+    /// stored version's stamp, in one transaction with the aggregate (guarded by its version,
+    /// carrying the charge summary and so the LTV) and the metric deltas, so each version
+    /// replaces the stored one exactly once whatever the duplicates and order. Many changes (a
+    /// long history listed at once) are written in chunks; application commutes, so the end
+    /// state is the same.
     pub async fn apply_customer_changes(
         &self,
         ws: &str,
@@ -204,19 +329,60 @@ impl Store {
         changes: &[Change],
         event_id: Option<&str>,
     ) -> Result<bool, StoreError> {
-        for _ in 0..MAX_ATTEMPTS {
-            let (old, version) = self.read_aggregate(ws, aggregate_id).await?;
+        if changes.len() > CHANGES_PER_WRITE {
+            let mut changed = false;
+            let chunks: Vec<&[Change]> = changes.chunks(CHANGES_PER_WRITE).collect();
+            let last = chunks.len() - 1;
+            for (i, chunk) in chunks.into_iter().enumerate() {
+                let id = if i == last { event_id } else { None };
+                changed |=
+                    Box::pin(self.apply_customer_changes(ws, aggregate_id, chunk, id)).await?;
+            }
+            return Ok(changed);
+        }
+        let mut charge_ids: Vec<&str> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Charge(v) => Some(v.id.as_str()),
+                _ => None,
+            })
+            .collect();
+        charge_ids.sort_unstable();
+        charge_ids.dedup();
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                // Lost a race for this customer's item: back off a random while, so a burst of
+                // one customer's events does not keep colliding.
+                let cap = 10u64 << attempt.min(5);
+                let wait = rand::Rng::gen_range(&mut rand::thread_rng(), 1..=cap);
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            }
+            let (mut old, version) = self.read_aggregate(ws, aggregate_id).await?;
+            let mut guards = std::collections::HashMap::new();
+            if !charge_ids.is_empty() {
+                for (charge, stamp) in self.read_charges(ws, aggregate_id, &charge_ids).await? {
+                    guards.insert(charge.id.clone(), stamp);
+                    old.charges.insert(charge.id.clone(), charge);
+                }
+            }
             let mut new = old.clone();
             let changed = changes.iter().fold(false, |acc, c| new.apply(c) | acc);
             if !changed {
                 return Ok(false);
             }
             let deltas = diff(&old.metric_contributions(), &new.metric_contributions());
-            if deltas.len() > MAX_METRIC_ITEMS {
+            let dirty: Vec<&ChargeState> = new
+                .charges
+                .values()
+                .filter(|c| old.charges.get(&c.id) != Some(*c))
+                .collect();
+            if 1 + dirty.len() + usize::from(event_id.is_some()) + deltas.len()
+                > MAX_TRANSACTION_ITEMS
+            {
                 if changes.len() > 1 {
-                    // Too many days touched at once (a long history listed in one go): apply the
-                    // halves in turn. Application is order-independent, so the end state is the
-                    // same, and a history of a few hundred days takes a handful of writes.
+                    // Too many items at once (a long history touching many metric days): apply
+                    // the halves in turn. Application is order-independent, so the end state
+                    // is the same.
                     let (first, second) = changes.split_at(changes.len() / 2);
                     let a = Box::pin(self.apply_customer_changes(ws, aggregate_id, first, None))
                         .await?;
@@ -225,18 +391,19 @@ impl Store {
                             .await?;
                     return Ok(a || b);
                 }
-                return Err(StoreError::Corrupt(format!(
+                return Err(StoreError::Rejected(format!(
                     "one change touches {} metric days",
                     deltas.len()
                 )));
             }
             let item = customer_item(ws, aggregate_id, &new, version + 1)?;
+            check_size(&item, &format!("customer {aggregate_id}"))?;
             let (condition, values) = if version == 0 {
                 ("attribute_not_exists(pk)", None)
             } else {
                 ("version = :v", Some(n(version)))
             };
-            if deltas.is_empty() && event_id.is_none() {
+            if deltas.is_empty() && event_id.is_none() && dirty.is_empty() {
                 // Nothing else to keep in step: a conditional put is enough (and half the cost
                 // of a transaction).
                 let mut put = self
@@ -267,6 +434,26 @@ impl Store {
                         .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 )
                 .build()];
+            for charge in &dirty {
+                let item = charge_item(ws, aggregate_id, charge)?;
+                check_size(&item, &format!("charge {}", charge.id))?;
+                let put = Put::builder().table_name(&self.table).set_item(Some(item));
+                let put = match guards.get(&charge.id) {
+                    Some(stamp) => put
+                        .condition_expression("#st = :s")
+                        .expression_attribute_names("#st", "stamp")
+                        .expression_attribute_values(":s", s(stamp)),
+                    None => put.condition_expression("attribute_not_exists(pk)"),
+                };
+                items.push(
+                    TransactWriteItem::builder()
+                        .put(
+                            put.build()
+                                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                        )
+                        .build(),
+                );
+            }
             let dedup_index = event_id.map(|id| {
                 let marker = Put::builder()
                     .table_name(&self.table)
@@ -284,7 +471,7 @@ impl Store {
             for (key, delta) in &deltas {
                 items.push(
                     TransactWriteItem::builder()
-                        .update(metric_update(&self.table, ws, key, delta)?)
+                        .update(metric_update(&self.table, ws, aggregate_id, key, delta)?)
                         .build(),
                 );
             }
@@ -315,6 +502,17 @@ impl Store {
                         tracing::info!("duplicate delivery; already projected");
                         return Ok(false);
                     }
+                    if reasons.iter().any(|r| {
+                        matches!(
+                            r.as_str(),
+                            "ValidationError" | "ItemCollectionSizeLimitExceeded"
+                        )
+                    }) {
+                        return Err(StoreError::Rejected(format!(
+                            "transaction cancelled: {}",
+                            reasons.join(",")
+                        )));
+                    }
                     let retryable = reasons.iter().all(|r| {
                         matches!(
                             r.as_str(),
@@ -332,6 +530,39 @@ impl Store {
             }
         }
         Err(StoreError::Contention(format!("customer {aggregate_id}")))
+    }
+
+    /// Every stored charge of an aggregate, for tests and reconciliation (one Query per page).
+    pub async fn charges_of(
+        &self,
+        ws: &str,
+        aggregate_id: &str,
+    ) -> Result<Vec<ChargeState>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :p AND begins_with(sk, :c)")
+                .expression_attribute_values(":p", s(keys::ws(ws)))
+                .expression_attribute_values(":c", s(keys::charge_prefix(aggregate_id)))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(StoreError::sdk)?;
+            for item in page.items() {
+                out.push(
+                    serde_json::from_str(get_s(item, "data").unwrap_or(""))
+                        .map_err(|e| StoreError::Corrupt(format!("charge: {e}")))?,
+                );
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
     }
 
     /// A product or price; true if it replaced the stored version.

@@ -1,5 +1,6 @@
 //! Metric day items: per workspace, day and currency, the sums of the deltas projected so far.
-//! A metrics read is one Query over the workspace's days up to `to`.
+//! A metrics read is one Query over the workspace's days up to `to`; a day's shards
+//! (`D#<day>#<currency>#<shard>`, see [`keys::METRIC_SHARDS`]) are summed into one row.
 
 use chrono::NaiveDate;
 
@@ -12,7 +13,7 @@ impl Store {
         ws: &str,
         to: NaiveDate,
     ) -> Result<Vec<(MetricKey, MetricDelta)>, StoreError> {
-        let mut days = Vec::new();
+        let mut days: std::collections::BTreeMap<MetricKey, MetricDelta> = Default::default();
         let mut start = None;
         loop {
             let page = self
@@ -38,17 +39,18 @@ impl Store {
                 };
                 let delta: MetricDelta = serde_dynamo::from_item(item.clone())
                     .map_err(|e| StoreError::Corrupt(format!("metric day: {e}")))?;
-                days.push((
-                    MetricKey {
+                // Unsharded rows (`D#<day>#<currency>`) read as one shard.
+                let currency = currency.split('#').next().unwrap_or(currency);
+                *days
+                    .entry(MetricKey {
                         currency: currency.to_string(),
                         day,
-                    },
-                    delta,
-                ));
+                    })
+                    .or_default() += delta;
             }
             start = page.last_evaluated_key;
             if start.is_none() {
-                return Ok(days);
+                return Ok(days.into_iter().collect());
             }
         }
     }

@@ -27,12 +27,15 @@ pub enum StoreError {
     /// A conditional write lost a race too many times.
     #[error("too much contention on {0}")]
     Contention(String),
-    /// DynamoDB refused the request itself (`ValidationException`: a key over its size limit,
-    /// an empty key): the same request will fail again, so it is the caller's to fix, never a
-    /// retry.
-    #[error("the store refused the request: {0}")]
-    Invalid(String),
+    /// DynamoDB refused the request itself for a reason no retry can fix (`ValidationException`:
+    /// a key over its size limit, an empty key, an item over the size limit): the caller's to
+    /// fix (400 in the API), the message dead-lettered at once, the customer skipped by a sync.
+    #[error("the store rejected the request: {0}")]
+    Rejected(String),
 }
+
+/// DynamoDB's item size limit.
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
 
 impl StoreError {
     pub(crate) fn sdk<E, R>(e: aws_sdk_dynamodb::error::SdkError<E, R>) -> Self
@@ -40,15 +43,14 @@ impl StoreError {
         E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + 'static,
         R: std::fmt::Debug,
     {
-        let invalid = e
+        let code = e
             .as_service_error()
             .and_then(|s| s.code())
-            .is_some_and(|code| code == "ValidationException");
-        let message = aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string();
-        if invalid {
-            StoreError::Invalid(message)
-        } else {
-            StoreError::Unavailable(message)
+            .map(str::to_string);
+        let text = aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string();
+        match code.as_deref() {
+            Some("ValidationException") => StoreError::Rejected(text),
+            _ => StoreError::Unavailable(text),
         }
     }
 
@@ -56,6 +58,50 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_) | StoreError::Contention(_))
     }
+
+    /// Whether retrying can never help.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, StoreError::Rejected(_) | StoreError::Corrupt(_))
+    }
+}
+
+/// An item's size as DynamoDB counts it (UTF-8 lengths of attribute names and values; numbers
+/// about one byte per two digits plus one), for the 400 KB limit and capacity units.
+pub fn item_size(item: &Item) -> usize {
+    item.iter()
+        .map(|(name, value)| name.len() + value_size(value))
+        .sum()
+}
+
+fn value_size(v: &AttributeValue) -> usize {
+    match v {
+        AttributeValue::S(s) => s.len(),
+        AttributeValue::N(n) => n.trim_start_matches('-').len().div_ceil(2) + 1,
+        AttributeValue::B(b) => b.as_ref().len(),
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+        AttributeValue::L(l) => 3 + l.iter().map(|v| 1 + value_size(v)).sum::<usize>(),
+        AttributeValue::M(m) => {
+            3 + m
+                .iter()
+                .map(|(k, v)| 1 + k.len() + value_size(v))
+                .sum::<usize>()
+        }
+        AttributeValue::Ss(s) => s.iter().map(String::len).sum(),
+        AttributeValue::Ns(s) => s.iter().map(|n| n.len().div_ceil(2) + 1).sum(),
+        AttributeValue::Bs(s) => s.iter().map(|b| b.as_ref().len()).sum(),
+        _ => 0,
+    }
+}
+
+/// Refuses an item DynamoDB would refuse, before sending it.
+pub(crate) fn check_size(item: &Item, what: &str) -> Result<(), StoreError> {
+    let size = item_size(item);
+    if size > MAX_ITEM_BYTES {
+        return Err(StoreError::Rejected(format!(
+            "{what} is {size} bytes, over DynamoDB's item limit of {MAX_ITEM_BYTES}"
+        )));
+    }
+    Ok(())
 }
 
 /// Whether an SDK error is a failed condition (a race or a guard), not a fault.

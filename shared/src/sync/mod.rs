@@ -48,6 +48,8 @@ pub const LEASE_SECS: i64 = 960;
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 /// Progress shown while running; 1.0 only once finished.
 const RUNNING_PROGRESS_CAP: f64 = 0.99;
+/// The run and card error of a sync that finished without some customers the store refused.
+pub const CUSTOMERS_SKIPPED: &str = "customers_skipped";
 
 /// What a sync needs; built once per cold start.
 #[derive(Clone, Debug)]
@@ -323,8 +325,9 @@ async fn holding_slot(
         run.drift = tally.changed.load(Ordering::Relaxed);
     }
     let skipped = tally.skipped.load(Ordering::Relaxed);
+    let rejected = tally.rejected_summary();
     match outcome {
-        Ok(done) => succeed(deps, job, run, done, owns_backfill, skipped).await,
+        Ok(done) => succeed(deps, job, run, done, owns_backfill, skipped, rejected).await,
         Err(ReadError::Stripe(e)) => {
             let progress = tally.progress();
             let (code, message) = (e.code(), e.user_message());
@@ -467,12 +470,18 @@ async fn succeed(
     done: Done,
     owns_backfill: bool,
     skipped: u64,
+    rejected: Option<String>,
 ) -> Result<(), SyncError> {
     let finished = now_unix();
     run.status = RunStatus::Succeeded;
     run.finished_at = Some(finished);
     run.progress = 1.0;
-    run.error = None;
+    // Customers the store refused for good are named on the run and the card (a yellow banner
+    // until a later sync stores everything).
+    run.error = rejected.as_ref().map(|message| RunError {
+        code: CUSTOMERS_SKIPPED.into(),
+        message: message.clone(),
+    });
     // The connection (and the freed slot) first: once the run reads `succeeded`, a new sync may start.
     deps.store
         .update_connection(&job.workspace_id, |c| {
@@ -481,7 +490,11 @@ async fn succeed(
             }
             free_slot(c, &run.id);
             c.last_sync_at = Some(finished);
-            c.last_error = None;
+            c.last_error = rejected.as_ref().map(|message| LastError {
+                code: CUSTOMERS_SKIPPED.into(),
+                message: message.clone(),
+                at: finished,
+            });
             if let Some(id) = &done.newest_event {
                 c.event_cursor = Some(id.clone());
             }

@@ -35,7 +35,13 @@ pub struct Tally {
     buffered: bool,
     to_write: AtomicU64,
     written: AtomicU64,
+    /// Customers the store refused for good (e.g. an item over DynamoDB's limit), with why:
+    /// skipped, and the rest of the run goes on.
+    rejected: Mutex<Vec<(String, String)>>,
 }
+
+/// Rejected customers named on a run and the card, at most.
+const REJECTED_NAMED: usize = 5;
 
 impl Tally {
     pub fn with_parts(parts: usize) -> Self {
@@ -69,6 +75,30 @@ impl Tally {
         if let Ok(mut c) = self.counts.lock() {
             c.count(object_type, 1);
         }
+    }
+
+    /// Records a customer the store refused for good.
+    pub fn reject(&self, aggregate_id: &str, reason: &str) {
+        if let Ok(mut r) = self.rejected.lock() {
+            r.push((aggregate_id.to_string(), reason.to_string()));
+        }
+    }
+
+    /// The customers skipped because the store refused them, in words for the run and the card;
+    /// none when every customer was stored.
+    pub fn rejected_summary(&self) -> Option<String> {
+        let rejected = self.rejected.lock().map(|r| r.clone()).unwrap_or_default();
+        let (id, reason) = rejected.first()?;
+        let names: Vec<&str> = rejected
+            .iter()
+            .take(REJECTED_NAMED)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        Some(format!(
+            "{} customer(s) could not be stored and were skipped ({}); the first because: {reason} ({id}).",
+            rejected.len(),
+            names.join(", ")
+        ))
     }
 
     pub fn counts(&self) -> Counts {
@@ -149,10 +179,20 @@ impl<'a> Writer<'a> {
     ) -> Result<bool, StoreError> {
         let _lock = self.stripe(aggregate_id).lock().await;
         let _permit = self.permits.acquire().await.ok();
-        let changed = self
+        let changed = match self
             .store
             .apply_customer_changes(self.workspace_id, aggregate_id, changes, event_id)
-            .await?;
+            .await
+        {
+            Err(e) if e.is_permanent() => {
+                // No retry can store it: skip this customer, finish the rest, say so on the run.
+                tracing::error!(customer = aggregate_id, reason = %e, "customer not stored; skipped");
+                self.tally.reject(aggregate_id, &e.to_string());
+                self.tally.skipped.fetch_add(1, Ordering::Relaxed);
+                return Ok(false);
+            }
+            other => other?,
+        };
         if changed {
             self.tally.changed.fetch_add(1, Ordering::Relaxed);
         }
@@ -257,6 +297,18 @@ mod tests {
         tally.to_write.store(4, Ordering::Relaxed);
         tally.written.store(2, Ordering::Relaxed);
         assert_eq!(tally.progress(), 0.75);
+    }
+
+    #[test]
+    fn rejected_customers_are_named_with_the_first_reason() {
+        let tally = Tally::default();
+        assert_eq!(tally.rejected_summary(), None);
+        tally.reject("cus_big", "item too large");
+        tally.reject("cus_odd", "validation");
+        let summary = tally.rejected_summary().unwrap();
+        assert!(summary.starts_with("2 customer(s)"), "{summary}");
+        assert!(summary.contains("cus_big, cus_odd"), "{summary}");
+        assert!(summary.contains("item too large"), "{summary}");
     }
 
     #[test]
