@@ -35,6 +35,10 @@ const generator = createGenerator({
   sortProps: true,
 });
 const schema = generator.createSchema('*');
+// `Decimal` is the SDK's branded class for decimal strings (e.g. `unit_amount_decimal`); on the
+// wire it is a JSON string of digits, which is what the stub serves and the schema must check.
+if (!schema.definitions.Decimal) throw new Error('no Decimal definition: check the mapping below');
+schema.definitions.Decimal = { type: 'string', pattern: '^-?[0-9]+(\\.[0-9]+)?$' };
 // Only the Stub* aliases are entry points; the rest are their dependencies.
 const roots = Object.keys(schema.definitions).filter((name) => name.startsWith('Stub')).sort();
 const out = {

@@ -17,9 +17,11 @@ mod control;
 mod faults;
 mod oauth;
 mod objects;
+mod render;
 mod seed;
 mod state;
 mod store;
+mod version;
 mod webhooks;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -35,12 +37,14 @@ pub use oauth::{READ_ONLY, READ_WRITE};
 pub use objects::API_VERSION;
 pub use seed::{known, Mix, SeedAccount, DEV_ACCOUNT_ID, DEV_BUSINESS_NAME};
 pub use seed::{
-    COUPON_FOREVER, COUPON_ONCE, PRICE_PRO_MONTHLY, PRICE_PRO_MONTHLY_EUR, PRICE_PRO_YEARLY,
-    PRICE_STARTER_MONTHLY, PRICE_STARTER_YEARLY, PRICE_TEAM_SEAT_MONTHLY, PRICE_TEAM_USAGE_METERED,
+    COUPON_AMOUNT_OFF, COUPON_FOREVER, COUPON_ONCE, COUPON_REPEATING, MANY_ITEMS,
+    PRICE_PRO_MONTHLY, PRICE_PRO_MONTHLY_EUR, PRICE_PRO_YEARLY, PRICE_STARTER_MONTHLY,
+    PRICE_STARTER_YEARLY, PRICE_TEAM_SEAT_MONTHLY, PRICE_TEAM_USAGE_METERED, PRODUCT_ADDONS,
     PRODUCT_PRO, PRODUCT_STARTER, PRODUCT_TEAM,
 };
 pub use state::StubState;
 pub use store::{Counts, Kind};
+pub use version::Version;
 pub use webhooks::{Delivery, EmitOptions};
 
 use state::{read, Settings};
@@ -280,6 +284,15 @@ impl StubHandle {
             .access_token
     }
 
+    /// An access token of the given mode; a key of the account's other mode lists that mode's
+    /// events (see [`EmitOptions::livemode`]) and no objects.
+    pub fn issue_token_in_mode(&self, account_id: &str, scope: &str, livemode: bool) -> String {
+        self.state
+            .grants
+            .mint(account_id, scope, livemode)
+            .access_token
+    }
+
     /// Revokes every token of the account, silently (no event); returns how many were live.
     pub fn revoke(&self, account_id: &str) -> usize {
         self.state.grants.revoke_account(account_id)
@@ -335,6 +348,14 @@ impl StubHandle {
     /// Points deliveries at `url` (`None` stops them); `secret` replaces the signing secret.
     pub fn set_webhook(&self, url: Option<String>, secret: Option<String>) {
         self.state.webhooks.set_target(url, secret);
+    }
+
+    /// The webhook endpoint's API version: later events are rendered in it. `None` goes back
+    /// to the stub's version.
+    pub fn set_webhook_api_version(&self, version: Option<&str>) {
+        self.state
+            .webhooks
+            .set_api_version(version.map(str::to_string));
     }
 
     /// Stores `object` (create/update; `customer.deleted`, `product.deleted`, `price.deleted`
@@ -521,5 +542,28 @@ impl StubHandle {
         };
         let id = objects::random_id(&mut rand::thread_rng(), "cus_", 14);
         objects::customer(&owner, &id, email, name, self.state.now(), None)
+    }
+
+    /// `object` (stored, in the pinned version's shape) rendered in `version` with `expand`
+    /// applied, as `GET` with `Stripe-Version: version` and `expand[]` would answer.
+    pub fn render(
+        &self,
+        account_id: &str,
+        object: &Value,
+        version: Version,
+        expand: &[&str],
+    ) -> anyhow::Result<Value> {
+        let account = self
+            .state
+            .account(account_id)
+            .with_context(|| format!("no account {account_id}"))?;
+        let data = read(&account);
+        let mut value = object.clone();
+        render::downgrade(&mut value, version, &*data);
+        for path in expand {
+            render::expand(&mut value, path, version, &*data)
+                .map_err(|e| anyhow::anyhow!(e.message()))?;
+        }
+        Ok(value)
     }
 }
