@@ -70,6 +70,9 @@ pub struct StubConfig {
     pub port: u16,
     /// Pins "now" for seeding and event timestamps; `None` follows the system clock.
     pub now: Option<i64>,
+    /// The version answers are rendered in when a request names none, and events are emitted
+    /// in unless the webhook endpoint or the emit names one. Seeded data and its events are in
+    /// the pinned version ([`API_VERSION`]), the default.
     pub api_version: String,
 }
 
@@ -128,8 +131,8 @@ impl std::fmt::Debug for StubConfig {
 }
 
 /// Generates one account's data (deterministic for `seed`, timestamps relative to `now`).
-fn seed_account(account: &SeedAccount, seed: u64, now: i64, api_version: &str) -> AccountData {
-    let data = seed::generate(account, seed, now, api_version);
+fn seed_account(account: &SeedAccount, seed: u64, now: i64) -> AccountData {
+    let data = seed::generate(account, seed, now);
     AccountData::from_seed(
         &account.account_id,
         &account.business_name,
@@ -147,7 +150,7 @@ pub fn seed_only(config: &StubConfig) -> (Vec<(String, Counts)>, std::time::Dura
         .accounts
         .iter()
         .map(|account| {
-            let data = seed_account(account, config.seed, now, &config.api_version);
+            let data = seed_account(account, config.seed, now);
             (account.account_id.clone(), data.counts())
         })
         .collect();
@@ -159,11 +162,10 @@ pub async fn start(config: StubConfig) -> anyhow::Result<StubHandle> {
     let now = config.now.unwrap_or_else(shared::time::now_unix);
     let seed = config.seed;
     let accounts = config.accounts.clone();
-    let api_version = config.api_version.clone();
     let seeded: Vec<AccountData> = tokio::task::spawn_blocking(move || {
         accounts
             .iter()
-            .map(|a| seed_account(a, seed, now, &api_version))
+            .map(|a| seed_account(a, seed, now))
             .collect()
     })
     .await
@@ -261,12 +263,8 @@ impl StubHandle {
 
     /// Seeds another account (or reseeds an existing one) while running.
     pub fn add_account(&self, account: &SeedAccount) {
-        self.state.add_account(seed_account(
-            account,
-            self.seed,
-            self.state.now(),
-            &self.state.api_version,
-        ));
+        self.state
+            .add_account(seed_account(account, self.seed, self.state.now()));
     }
 
     // --- OAuth ---------------------------------------------------------------------------

@@ -731,11 +731,7 @@ mod tests {
             prices: Vec::new(),
             coupons: Vec::new(),
         };
-        Renderer {
-            owner,
-            catalog,
-            api_version: crate::objects::API_VERSION.into(),
-        }
+        Renderer { owner, catalog }
     }
 
     fn collection(n: i64) -> Collection {
