@@ -11,13 +11,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Router};
 use rand::Rng;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::faults::{Fault, FaultKind};
 use crate::oauth::{self, TokenCheck};
 use crate::objects::random_id;
+use crate::render::{self, ExpandError};
 use crate::state::{read, StubState};
-use crate::store::{Kind, PageRequest, Record};
+use crate::store::{AccountData, Kind, PageRequest, Record};
+use crate::version::Version;
 
 const DAY: i64 = 86_400;
 /// How long Stripe keeps events retrievable.
@@ -146,6 +148,9 @@ impl IntoResponse for StripeError {
 #[derive(Clone, Debug)]
 pub(crate) struct Authed {
     pub account_id: String,
+    /// The key's mode (`sk_live_...` or `sk_test_...`): a key of the account's other mode sees
+    /// that mode's events and no objects.
+    pub livemode: bool,
     /// The bucket key for the rate limit (the token itself; never logged).
     rate_key: String,
 }
@@ -187,6 +192,7 @@ fn authenticate(state: &StubState, headers: &HeaderMap) -> Result<Authed, Stripe
         return match account {
             Some(account_id) if state.grants.has_live_grant(&account_id) => Ok(Authed {
                 account_id,
+                livemode: token.starts_with("sk_live_"),
                 rate_key: token,
             }),
             Some(account_id) => Err(StripeError::revoked(&masked, &account_id)),
@@ -205,6 +211,7 @@ fn authenticate(state: &StubState, headers: &HeaderMap) -> Result<Authed, Stripe
             }
             Ok(Authed {
                 account_id,
+                livemode: token.starts_with("sk_live_"),
                 rate_key: token,
             })
         }
@@ -303,8 +310,34 @@ async fn guard_api(
             return finish(&state, StripeError::rate_limited(None).into_response());
         }
     }
+    // The version to render in: the request's `Stripe-Version`, else the stub's default.
+    let requested = request
+        .headers()
+        .get("Stripe-Version")
+        .map(|v| v.to_str().unwrap_or_default().to_string());
+    let version = match requested.as_deref() {
+        None => Version::parse(&state.api_version).unwrap_or(Version::LATEST),
+        Some(name) => match Version::parse(name) {
+            Some(version) => version,
+            None => {
+                let mut error = StripeError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    None,
+                    format!("Invalid Stripe API version: {name}"),
+                );
+                error.param = Some("Stripe-Version".into());
+                return finish(&state, error.into_response());
+            }
+        },
+    };
     request.extensions_mut().insert(authed);
-    finish(&state, next.run(request).await)
+    request.extensions_mut().insert(version);
+    let mut response = finish(&state, next.run(request).await);
+    if let Some(value) = requested.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        response.headers_mut().insert("Stripe-Version", value);
+    }
+    response
 }
 
 /// Latency, counting and faults for `/oauth` routes.
@@ -342,6 +375,8 @@ struct ListParams {
     price_type: Option<String>,
     payment_intent: Option<String>,
     event_types: Vec<String>,
+    /// `expand[]` / `expand[N]`, with the parameter each came as.
+    expand: Vec<(String, String)>,
 }
 
 fn int(param: &str, value: &str) -> Result<i64, StripeError> {
@@ -408,9 +443,11 @@ impl ListParams {
             ..Default::default()
         };
         let mut status = None;
+        p.page.ascending = kind.ascending();
         for (key, value) in pairs {
             let value = value.as_str();
             if array_base(key) == Some("expand") {
+                p.expand.push((key.clone(), value.to_string()));
                 continue;
             }
             match (kind, key.as_str()) {
@@ -449,7 +486,9 @@ impl ListParams {
                 }
                 (Kind::Subscription, "price" | "plan") => p.price = Some(value.to_string()),
                 (Kind::Subscription | Kind::Invoice, "collection_method") => {}
-                (Kind::Invoice, "subscription") => p.subscription = Some(value.to_string()),
+                (Kind::Invoice | Kind::SubscriptionItem, "subscription") => {
+                    p.subscription = Some(value.to_string())
+                }
                 (Kind::Invoice, "status") => {
                     status = Some(one_of(
                         "status",
@@ -479,6 +518,13 @@ impl ListParams {
                     ))
                 }
             }
+        }
+        if kind == Kind::SubscriptionItem && p.subscription.is_none() {
+            return Err(StripeError::invalid(
+                "parameter_missing",
+                "subscription",
+                "Missing required param: subscription.",
+            ));
         }
         if p.page.starting_after.is_some() && p.page.ending_before.is_some() {
             return Err(StripeError::invalid(
@@ -541,21 +587,60 @@ fn json_response(body: String) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, StripeError> {
+    serde_urlencoded::from_str(query.unwrap_or("")).map_err(|_| {
+        StripeError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            None,
+            "Invalid query string",
+        )
+    })
+}
+
+/// The `expand[]` entries of a retrieve request (other parameters are ignored, as for GETs).
+fn expansions(pairs: &[(String, String)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .filter(|(key, _)| array_base(key) == Some("expand"))
+        .cloned()
+        .collect()
+}
+
+fn expand_error(param: &str, error: &ExpandError) -> StripeError {
+    StripeError::invalid("parameter_invalid_string", param, error.message())
+}
+
+/// Renders a stored object (or a list of them) in `version` and applies `expand`.
+fn shape(
+    value: &mut Value,
+    data: &AccountData,
+    version: Version,
+    expand: &[(String, String)],
+) -> Result<(), StripeError> {
+    if value.get("object").and_then(Value::as_str) == Some("list") {
+        if let Some(items) = value.get_mut("data").and_then(Value::as_array_mut) {
+            for item in items {
+                render::downgrade(item, version, data);
+            }
+        }
+    } else {
+        render::downgrade(value, version, data);
+    }
+    for (param, path) in expand {
+        render::expand(value, path, version, data).map_err(|e| expand_error(param, &e))?;
+    }
+    Ok(())
+}
+
 fn list(
     kind: Kind,
     state: &StubState,
     authed: &Authed,
+    version: Version,
     query: Option<&str>,
 ) -> Result<Response, StripeError> {
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(query.unwrap_or("")).map_err(|_| {
-            StripeError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                None,
-                "Invalid query string",
-            )
-        })?;
+    let pairs = query_pairs(query)?;
     let mut params = ListParams::parse(kind, &pairs)?;
     if kind == Kind::Event {
         let oldest = state.now() - EVENT_RETENTION_SECS;
@@ -566,13 +651,30 @@ fn list(
         .ok_or_else(|| StripeError::revoked("****", &authed.account_id))?;
     let data = read(&account);
     let page = data
-        .collection(kind)
+        .collection_for(kind, authed.livemode)
         .page(&params.page, &data.renderer, |r| params.keeps(r))
         .map_err(|missing| {
             let mut error = StripeError::missing(kind.object(), &missing.0);
             error.status = StatusCode::BAD_REQUEST;
             error
         })?;
+    let url = match (kind, &params.subscription) {
+        (Kind::SubscriptionItem, Some(sub)) => format!("{}?subscription={sub}", kind.path()),
+        _ => kind.path().to_string(),
+    };
+    // Stored objects are in the pinned version's shape: served as stored unless the request
+    // asks for another version or for expansions.
+    if version < Version::LATEST || !params.expand.is_empty() {
+        let objects: Vec<Value> = page
+            .data
+            .iter()
+            .filter_map(|json| serde_json::from_str(json).ok())
+            .collect();
+        let mut list =
+            json!({"object": "list", "data": objects, "has_more": page.has_more, "url": url});
+        shape(&mut list, &data, version, &params.expand)?;
+        return Ok(json_response(list.to_string()));
+    }
     drop(data);
     let size: usize = page.data.iter().map(|j| j.len() + 1).sum();
     let mut body = String::with_capacity(size + 96);
@@ -584,9 +686,9 @@ fn list(
         body.push_str(json);
     }
     body.push_str(&format!(
-        r#"],"has_more":{},"url":"{}"}}"#,
+        r#"],"has_more":{},"url":{}}}"#,
         page.has_more,
-        kind.path()
+        Value::from(url)
     ));
     Ok(json_response(body))
 }
@@ -595,19 +697,28 @@ fn retrieve(
     kind: Kind,
     state: &StubState,
     authed: &Authed,
+    version: Version,
     id: &str,
+    query: Option<&str>,
 ) -> Result<Response, StripeError> {
+    let expand = expansions(&query_pairs(query)?);
     let account = state
         .account(&authed.account_id)
         .ok_or_else(|| StripeError::revoked("****", &authed.account_id))?;
     let data = read(&account);
-    let collection = data.collection(kind);
+    let collection = data.collection_for(kind, authed.livemode);
     match collection.get(id) {
         Some(record) => {
             if kind == Kind::Event && record.index.created < state.now() - EVENT_RETENTION_SECS {
                 return Err(StripeError::missing(kind.object(), id));
             }
-            Ok(json_response(record.json(&data.renderer).to_string()))
+            let json = record.json(&data.renderer);
+            if version == Version::LATEST && expand.is_empty() {
+                return Ok(json_response(json.to_string()));
+            }
+            let mut value: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
+            shape(&mut value, &data, version, &expand)?;
+            Ok(json_response(value.to_string()))
         }
         None if collection.was_removed(id) && kind != Kind::Event => Ok(axum::Json(
             json!({"id": id, "object": kind.object(), "deleted": true}),
@@ -617,14 +728,76 @@ fn retrieve(
     }
 }
 
+/// `GET /v1/invoices/{id}/lines`: every line of the invoice, paged in invoice order.
+fn invoice_lines(
+    state: &StubState,
+    authed: &Authed,
+    version: Version,
+    id: &str,
+    query: Option<&str>,
+) -> Result<Response, StripeError> {
+    let pairs = query_pairs(query)?;
+    // Paging and `expand[]` only, like the coupon list.
+    let page = ListParams::parse(Kind::Coupon, &pairs)?;
+    let account = state
+        .account(&authed.account_id)
+        .ok_or_else(|| StripeError::revoked("****", &authed.account_id))?;
+    let data = read(&account);
+    let invoice = (authed.livemode == data.livemode)
+        .then(|| data.full_invoice(id))
+        .flatten()
+        .ok_or_else(|| StripeError::missing("invoice", id))?;
+    let lines: Vec<Value> = invoice
+        .pointer("/lines/data")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let position = |cursor: &str| {
+        lines
+            .iter()
+            .position(|l| l.get("id").and_then(Value::as_str) == Some(cursor))
+            .ok_or_else(|| {
+                let mut error = StripeError::missing("line_item", cursor);
+                error.status = StatusCode::BAD_REQUEST;
+                error
+            })
+    };
+    let limit = page.page.limit;
+    let (start, end) = match (&page.page.starting_after, &page.page.ending_before) {
+        (Some(after), _) => {
+            let from = position(after)? + 1;
+            (from, (from + limit).min(lines.len()))
+        }
+        (None, Some(before)) => {
+            let to = position(before)?;
+            (to.saturating_sub(limit), to)
+        }
+        (None, None) => (0, limit.min(lines.len())),
+    };
+    let has_more = if page.page.ending_before.is_some() && page.page.starting_after.is_none() {
+        start > 0
+    } else {
+        end < lines.len()
+    };
+    let mut list = json!({
+        "object": "list",
+        "data": lines[start..end].to_vec(),
+        "has_more": has_more,
+        "url": format!("/v1/invoices/{id}/lines"),
+    });
+    shape(&mut list, &data, version, &page.expand)?;
+    Ok(json_response(list.to_string()))
+}
+
 type Shared = Arc<StubState>;
 
 fn list_route(kind: Kind) -> MethodRouter<Shared> {
     get(
         move |State(state): State<Shared>,
               Extension(authed): Extension<Authed>,
+              Extension(version): Extension<Version>,
               RawQuery(query): RawQuery| async move {
-            list(kind, &state, &authed, query.as_deref())
+            list(kind, &state, &authed, version, query.as_deref())
                 .unwrap_or_else(IntoResponse::into_response)
         },
     )
@@ -634,10 +807,24 @@ fn retrieve_route(kind: Kind) -> MethodRouter<Shared> {
     get(
         move |State(state): State<Shared>,
               Extension(authed): Extension<Authed>,
-              Path(id): Path<String>| async move {
-            retrieve(kind, &state, &authed, &id).unwrap_or_else(IntoResponse::into_response)
+              Extension(version): Extension<Version>,
+              Path(id): Path<String>,
+              RawQuery(query): RawQuery| async move {
+            retrieve(kind, &state, &authed, version, &id, query.as_deref())
+                .unwrap_or_else(IntoResponse::into_response)
         },
     )
+}
+
+async fn lines_route(
+    State(state): State<Shared>,
+    Extension(authed): Extension<Authed>,
+    Extension(version): Extension<Version>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    invoice_lines(&state, &authed, version, &id, query.as_deref())
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn account(State(state): State<Shared>, Extension(authed): Extension<Authed>) -> Response {
@@ -683,10 +870,17 @@ pub(crate) fn router(state: Shared) -> Router {
         ("products", Kind::Product),
         ("prices", Kind::Price),
         ("events", Kind::Event),
+        ("coupons", Kind::Coupon),
+        ("subscription_items", Kind::SubscriptionItem),
     ];
     let mut v1 = Router::new()
         .route("/v1/account", get(account))
-        .route("/v1/accounts/{id}", get(account_by_id));
+        .route("/v1/accounts/{id}", get(account_by_id))
+        .route("/v1/invoices/{id}/lines", get(lines_route))
+        .route(
+            "/v1/payment_methods/{id}",
+            retrieve_route(Kind::PaymentMethod),
+        );
     for (name, kind) in kinds {
         v1 = v1
             .route(&format!("/v1/{name}"), list_route(kind))

@@ -58,6 +58,11 @@ struct EmitBody {
     object: Value,
     created: Option<i64>,
     api_version: Option<String>,
+    /// `true`/`false` for an event of that mode; the other mode's events are not applied.
+    livemode: Option<bool>,
+    /// Store and list the event without delivering it.
+    #[serde(default)]
+    skip_delivery: bool,
 }
 
 async fn emit(State(state): State<Shared>, Json(body): Json<EmitBody>) -> Response {
@@ -67,6 +72,8 @@ async fn emit(State(state): State<Shared>, Json(body): Json<EmitBody>) -> Respon
     let options = EmitOptions {
         created: body.created,
         api_version: body.api_version,
+        livemode: body.livemode,
+        skip_delivery: body.skip_delivery,
         ..Default::default()
     };
     match state
@@ -82,6 +89,9 @@ async fn emit(State(state): State<Shared>, Json(body): Json<EmitBody>) -> Respon
 struct AccountBody {
     account: Option<String>,
     scope: Option<String>,
+    /// For `/_stub/tokens`: a key of this mode (the account's by default). A key of the other
+    /// mode lists the other mode's events.
+    livemode: Option<bool>,
 }
 
 impl AccountBody {
@@ -107,7 +117,7 @@ async fn token(State(state): State<Shared>, Json(body): Json<AccountBody>) -> Re
     let issued = state.grants.mint(
         &account,
         body.scope.as_deref().unwrap_or(READ_ONLY),
-        state.livemode_of(&account),
+        body.livemode.unwrap_or_else(|| state.livemode_of(&account)),
     );
     Json(json!({"access_token": issued.access_token, "refresh_token": issued.refresh_token, "account": account}))
         .into_response()
@@ -134,9 +144,20 @@ async fn deauthorize(State(state): State<Shared>, Json(body): Json<AccountBody>)
 struct WebhookBody {
     url: Option<String>,
     secret: Option<String>,
+    /// The endpoint's API version, which events are rendered in; absent leaves it unchanged,
+    /// `""` resets it to the stub's.
+    api_version: Option<String>,
 }
 
 async fn webhook(State(state): State<Shared>, Json(body): Json<WebhookBody>) -> Response {
+    if let Some(version) = &body.api_version {
+        if !version.is_empty() && crate::version::Version::parse(version).is_none() {
+            return bad_request(format!("{version:?} is not a Stripe API version"));
+        }
+        state
+            .webhooks
+            .set_api_version(Some(version.clone()).filter(|v| !v.is_empty()));
+    }
     state.webhooks.set_target(body.url, body.secret);
     StatusCode::NO_CONTENT.into_response()
 }

@@ -17,9 +17,11 @@ mod control;
 mod faults;
 mod oauth;
 mod objects;
+mod render;
 mod seed;
 mod state;
 mod store;
+mod version;
 mod webhooks;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -35,12 +37,14 @@ pub use oauth::{READ_ONLY, READ_WRITE, SESSION_COOKIE};
 pub use objects::API_VERSION;
 pub use seed::{known, Mix, SeedAccount, DEV_ACCOUNT_ID, DEV_BUSINESS_NAME};
 pub use seed::{
-    COUPON_FOREVER, COUPON_ONCE, PRICE_PRO_MONTHLY, PRICE_PRO_MONTHLY_EUR, PRICE_PRO_YEARLY,
-    PRICE_STARTER_MONTHLY, PRICE_STARTER_YEARLY, PRICE_TEAM_SEAT_MONTHLY, PRICE_TEAM_USAGE_METERED,
+    COUPON_AMOUNT_OFF, COUPON_FOREVER, COUPON_ONCE, COUPON_REPEATING, MANY_ITEMS,
+    PRICE_PRO_MONTHLY, PRICE_PRO_MONTHLY_EUR, PRICE_PRO_YEARLY, PRICE_STARTER_MONTHLY,
+    PRICE_STARTER_YEARLY, PRICE_TEAM_SEAT_MONTHLY, PRICE_TEAM_USAGE_METERED, PRODUCT_ADDONS,
     PRODUCT_PRO, PRODUCT_STARTER, PRODUCT_TEAM,
 };
 pub use state::StubState;
 pub use store::{Counts, Kind};
+pub use version::Version;
 pub use webhooks::{Delivery, EmitOptions};
 
 use state::{read, Settings};
@@ -66,6 +70,9 @@ pub struct StubConfig {
     pub port: u16,
     /// Pins "now" for seeding and event timestamps; `None` follows the system clock.
     pub now: Option<i64>,
+    /// The version answers are rendered in when a request names none, and events are emitted
+    /// in unless the webhook endpoint or the emit names one. Seeded data and its events are in
+    /// the pinned version ([`API_VERSION`]), the default.
     pub api_version: String,
 }
 
@@ -124,8 +131,8 @@ impl std::fmt::Debug for StubConfig {
 }
 
 /// Generates one account's data (deterministic for `seed`, timestamps relative to `now`).
-fn seed_account(account: &SeedAccount, seed: u64, now: i64, api_version: &str) -> AccountData {
-    let data = seed::generate(account, seed, now, api_version);
+fn seed_account(account: &SeedAccount, seed: u64, now: i64) -> AccountData {
+    let data = seed::generate(account, seed, now);
     AccountData::from_seed(
         &account.account_id,
         &account.business_name,
@@ -143,7 +150,7 @@ pub fn seed_only(config: &StubConfig) -> (Vec<(String, Counts)>, std::time::Dura
         .accounts
         .iter()
         .map(|account| {
-            let data = seed_account(account, config.seed, now, &config.api_version);
+            let data = seed_account(account, config.seed, now);
             (account.account_id.clone(), data.counts())
         })
         .collect();
@@ -155,11 +162,10 @@ pub async fn start(config: StubConfig) -> anyhow::Result<StubHandle> {
     let now = config.now.unwrap_or_else(shared::time::now_unix);
     let seed = config.seed;
     let accounts = config.accounts.clone();
-    let api_version = config.api_version.clone();
     let seeded: Vec<AccountData> = tokio::task::spawn_blocking(move || {
         accounts
             .iter()
-            .map(|a| seed_account(a, seed, now, &api_version))
+            .map(|a| seed_account(a, seed, now))
             .collect()
     })
     .await
@@ -257,12 +263,8 @@ impl StubHandle {
 
     /// Seeds another account (or reseeds an existing one) while running.
     pub fn add_account(&self, account: &SeedAccount) {
-        self.state.add_account(seed_account(
-            account,
-            self.seed,
-            self.state.now(),
-            &self.state.api_version,
-        ));
+        self.state
+            .add_account(seed_account(account, self.seed, self.state.now()));
     }
 
     // --- OAuth ---------------------------------------------------------------------------
@@ -277,6 +279,15 @@ impl StubHandle {
         self.state
             .grants
             .mint(account_id, scope, self.state.livemode_of(account_id))
+            .access_token
+    }
+
+    /// An access token of the given mode; a key of the account's other mode lists that mode's
+    /// events (see [`EmitOptions::livemode`]) and no objects.
+    pub fn issue_token_in_mode(&self, account_id: &str, scope: &str, livemode: bool) -> String {
+        self.state
+            .grants
+            .mint(account_id, scope, livemode)
             .access_token
     }
 
@@ -335,6 +346,14 @@ impl StubHandle {
     /// Points deliveries at `url` (`None` stops them); `secret` replaces the signing secret.
     pub fn set_webhook(&self, url: Option<String>, secret: Option<String>) {
         self.state.webhooks.set_target(url, secret);
+    }
+
+    /// The webhook endpoint's API version: later events are rendered in it. `None` goes back
+    /// to the stub's version.
+    pub fn set_webhook_api_version(&self, version: Option<&str>) {
+        self.state
+            .webhooks
+            .set_api_version(version.map(str::to_string));
     }
 
     /// Stores `object` (create/update; `customer.deleted`, `product.deleted`, `price.deleted`
@@ -521,5 +540,28 @@ impl StubHandle {
         };
         let id = objects::random_id(&mut rand::thread_rng(), "cus_", 14);
         objects::customer(&owner, &id, email, name, self.state.now(), None)
+    }
+
+    /// `object` (stored, in the pinned version's shape) rendered in `version` with `expand`
+    /// applied, as `GET` with `Stripe-Version: version` and `expand[]` would answer.
+    pub fn render(
+        &self,
+        account_id: &str,
+        object: &Value,
+        version: Version,
+        expand: &[&str],
+    ) -> anyhow::Result<Value> {
+        let account = self
+            .state
+            .account(account_id)
+            .with_context(|| format!("no account {account_id}"))?;
+        let data = read(&account);
+        let mut value = object.clone();
+        render::downgrade(&mut value, version, &*data);
+        for path in expand {
+            render::expand(&mut value, path, version, &*data)
+                .map_err(|e| anyhow::anyhow!(e.message()))?;
+        }
+        Ok(value)
     }
 }

@@ -1,12 +1,23 @@
-//! Builders for Stripe API objects in the wire shape of API version `2025-03-31.basil`
-//! (`current_period_*` on subscription items, invoice `parent`, `discounts` arrays), trimmed to the
-//! fields a consumer plausibly reads. Used by the seeder and by handle helpers that make new objects.
+//! Builders for Stripe API objects in the wire shape of the pinned API version
+//! `2026-10-28.endive`, with every field the `stripe` npm types declare for it (the stub's tests
+//! check them against the schema derived from those types). This is the stored (canonical) form:
+//! references are ids, embedded lists hold at most [`EMBEDDED_LIST_LIMIT`] entries. Older versions
+//! are rendered from it by `render`.
 
 use rand::Rng;
 use serde_json::{json, Value};
 
-/// The API version objects and events are rendered in unless an event says otherwise.
-pub const API_VERSION: &str = "2025-03-31.basil";
+pub use crate::version::API_VERSION;
+
+/// How many entries Stripe embeds in a list inside an object (`items`, `lines`).
+pub const EMBEDDED_LIST_LIMIT: usize = 10;
+
+/// An embedded list: the first [`EMBEDDED_LIST_LIMIT`] entries, `has_more` and the list's URL.
+pub fn embedded_list(mut data: Vec<Value>, url: String) -> Value {
+    let has_more = data.len() > EMBEDDED_LIST_LIMIT;
+    data.truncate(EMBEDDED_LIST_LIMIT);
+    json!({"object": "list", "data": data, "has_more": has_more, "url": url})
+}
 
 const ID_CHARS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -55,10 +66,15 @@ pub fn account(owner: &Owner, created: i64) -> Value {
         "id": owner.account_id,
         "object": "account",
         "business_profile": {
-            "name": owner.business_name,
-            "support_email": format!("support@{slug}.example"),
-            "url": format!("https://{slug}.example"),
             "mcc": "5734",
+            "minority_owned_business_designation": null,
+            "name": owner.business_name,
+            "specified_commercial_transactions_act_url": null,
+            "support_address": null,
+            "support_email": format!("support@{slug}.example"),
+            "support_phone": null,
+            "support_url": null,
+            "url": format!("https://{slug}.example"),
         },
         "business_type": "company",
         "capabilities": {"card_payments": "active", "transfers": "active"},
@@ -71,7 +87,23 @@ pub fn account(owner: &Owner, created: i64) -> Value {
         "email": format!("billing@{slug}.example"),
         "metadata": {},
         "payouts_enabled": true,
-        "settings": {"dashboard": {"display_name": owner.business_name, "timezone": "Etc/UTC"}},
+        "settings": {
+            "branding": {"icon": null, "logo": null, "primary_color": null, "secondary_color": null},
+            "card_payments": {
+                "decline_on": {"avs_failure": false, "cvc_failure": false},
+                "statement_descriptor_prefix": null,
+                "statement_descriptor_prefix_kana": null,
+                "statement_descriptor_prefix_kanji": null,
+            },
+            "dashboard": {"display_name": owner.business_name, "timezone": "Etc/UTC"},
+            "payments": {
+                "statement_descriptor": null,
+                "statement_descriptor_kana": null,
+                "statement_descriptor_kanji": null,
+                "statement_descriptor_prefix_kana": null,
+                "statement_descriptor_prefix_kanji": null,
+            },
+        },
         "type": "standard",
     })
 }
@@ -100,6 +132,7 @@ pub fn product(
         "shippable": null,
         "statement_descriptor": null,
         "tax_code": null,
+        "tax_details": null,
         "type": "service",
         "unit_label": null,
         "updated": created,
@@ -190,24 +223,50 @@ pub struct Catalog {
     pub coupons: Vec<Value>,
 }
 
-/// A coupon, as embedded in a discount.
+/// A coupon: percent or amount off, once, forever or for some months.
 #[derive(Clone, Debug)]
 pub struct CouponSpec {
     pub id: &'static str,
     pub name: &'static str,
-    pub percent_off: f64,
+    pub percent_off: Option<f64>,
+    /// With `currency`.
+    pub amount_off: Option<(i64, &'static str)>,
     pub duration: &'static str,
+    pub duration_in_months: Option<u32>,
+}
+
+impl CouponSpec {
+    /// The discount on one invoice of `subtotal`, the `invoice_index`-th (0 = first) the
+    /// subscription's discount applies to, billed every `months` months.
+    pub fn amount_for(&self, subtotal: i64, invoice_index: usize, months: u32) -> i64 {
+        let applies = match self.duration {
+            "once" => invoice_index == 0,
+            "repeating" => {
+                (invoice_index as u64) * u64::from(months)
+                    < u64::from(self.duration_in_months.unwrap_or(0))
+            }
+            _ => true,
+        };
+        if !applies {
+            return 0;
+        }
+        match (self.percent_off, self.amount_off) {
+            (Some(percent), _) => (subtotal as f64 * percent / 100.0).round() as i64,
+            (None, Some((amount, _))) => amount.min(subtotal),
+            (None, None) => 0,
+        }
+    }
 }
 
 pub fn coupon(owner: &Owner, spec: &CouponSpec, created: i64) -> Value {
     json!({
         "id": spec.id,
         "object": "coupon",
-        "amount_off": null,
+        "amount_off": spec.amount_off.map(|a| a.0),
         "created": created,
-        "currency": null,
+        "currency": spec.amount_off.map(|a| a.1),
         "duration": spec.duration,
-        "duration_in_months": null,
+        "duration_in_months": spec.duration_in_months,
         "livemode": owner.livemode,
         "max_redemptions": null,
         "metadata": {},
@@ -227,18 +286,26 @@ pub struct DiscountSpec {
     pub start: i64,
 }
 
-pub fn discount(id: &str, coupon: &Value, customer: &str, subscription: &str, start: i64) -> Value {
+/// A discount as endive renders it: the coupon is referenced by id under `source`.
+pub fn discount(
+    id: &str,
+    coupon: &str,
+    customer: &str,
+    subscription: &str,
+    start: i64,
+    end: Option<i64>,
+) -> Value {
     json!({
         "id": id,
         "object": "discount",
         "checkout_session": null,
-        "coupon": coupon,
         "customer": customer,
-        "end": null,
+        "customer_account": null,
+        "end": end,
         "invoice": null,
         "invoice_item": null,
         "promotion_code": null,
-        "source": {"coupon": coupon["id"], "type": "coupon"},
+        "source": {"coupon": coupon, "type": "coupon"},
         "start": start,
         "subscription": subscription,
         "subscription_item": null,
@@ -254,6 +321,7 @@ pub struct CustomerSpec {
     pub created: i64,
     pub currency: Option<&'static str>,
     pub delinquent: bool,
+    pub payment_method: Option<String>,
 }
 
 pub fn customer_from(owner: &Owner, spec: &CustomerSpec) -> Value {
@@ -266,7 +334,48 @@ pub fn customer_from(owner: &Owner, spec: &CustomerSpec) -> Value {
         spec.currency,
     );
     value["delinquent"] = Value::Bool(spec.delinquent);
+    if let Some(pm) = &spec.payment_method {
+        value["invoice_settings"]["default_payment_method"] = Value::from(pm.as_str());
+    }
     value
+}
+
+/// A card payment method of `customer`.
+pub fn payment_method(
+    owner: &Owner,
+    id: &str,
+    customer: &str,
+    card: (&str, &str, u32, u32),
+    created: i64,
+) -> Value {
+    let (brand, last4, exp_month, exp_year) = card;
+    json!({
+        "id": id,
+        "object": "payment_method",
+        "allow_redisplay": "unspecified",
+        "billing_details": {"address": null, "email": null, "name": null, "phone": null, "tax_id": null},
+        "card": {
+            "brand": brand,
+            "checks": {"address_line1_check": null, "address_postal_code_check": null, "cvc_check": "pass"},
+            "country": "US",
+            "display_brand": brand,
+            "exp_month": exp_month,
+            "exp_year": exp_year,
+            "funding": "credit",
+            "generated_from": null,
+            "last4": last4,
+            "networks": {"available": [brand], "preferred": null},
+            "regulated_status": "unregulated",
+            "three_d_secure_usage": {"supported": true},
+            "wallet": null,
+        },
+        "created": created,
+        "customer": customer,
+        "customer_account": null,
+        "livemode": owner.livemode,
+        "metadata": {},
+        "type": "card",
+    })
 }
 
 pub fn customer(
@@ -291,6 +400,7 @@ pub fn customer(
         "created": created,
         "currency": currency,
         "default_source": null,
+        "customer_account": null,
         "delinquent": false,
         "description": null,
         "discount": null,
@@ -337,28 +447,40 @@ pub struct SubscriptionSpec {
     pub latest_invoice: Option<String>,
 }
 
+/// One subscription item of subscription `subscription`.
+pub fn subscription_item(catalog: &Catalog, subscription: &str, item: &ItemSpec) -> Value {
+    let (_, price, plan) = &catalog.prices[item.price];
+    let mut value = json!({
+        "id": item.id,
+        "object": "subscription_item",
+        "billing_thresholds": null,
+        "created": item.created,
+        "current_period_end": item.period_end,
+        "current_period_start": item.period_start,
+        "current_trial": null,
+        "discounts": [],
+        "metadata": {},
+        "plan": plan,
+        "price": price,
+        "quantity": item.quantity,
+        "subscription": subscription,
+        "tax_rates": [],
+    });
+    // Metered items have no quantity: Stripe leaves the field out.
+    if item.quantity.is_none() {
+        if let Some(map) = value.as_object_mut() {
+            map.remove("quantity");
+        }
+    }
+    value
+}
+
 pub fn subscription(owner: &Owner, catalog: &Catalog, spec: &SubscriptionSpec) -> Value {
     let items: Vec<Value> = spec
         .items
         .iter()
-        .map(|item| {
-            let (_, price, plan) = &catalog.prices[item.price];
-            json!({
-                "id": item.id,
-                "object": "subscription_item",
-                "billing_thresholds": null,
-                "created": item.created,
-                "current_period_end": item.period_end,
-                "current_period_start": item.period_start,
-                "discounts": [],
-                "metadata": {},
-                "plan": plan,
-                "price": price,
-                "quantity": item.quantity,
-                "subscription": spec.id,
-                "tax_rates": [],
-            })
-        })
+        .take(EMBEDDED_LIST_LIMIT + 1)
+        .map(|item| subscription_item(catalog, &spec.id, item))
         .collect();
     let period_end = spec.items.first().map(|i| i.period_end);
     let cancel_at = if spec.cancel_at_period_end {
@@ -366,15 +488,6 @@ pub fn subscription(owner: &Owner, catalog: &Catalog, spec: &SubscriptionSpec) -
     } else {
         None
     };
-    let discount = spec.discount.as_ref().map(|d| {
-        discount(
-            &d.id,
-            &catalog.coupons[d.coupon],
-            &spec.customer,
-            &spec.id,
-            d.start,
-        )
-    });
     let discounts: Vec<Value> = spec
         .discount
         .iter()
@@ -385,41 +498,44 @@ pub fn subscription(owner: &Owner, catalog: &Catalog, spec: &SubscriptionSpec) -
         "object": "subscription",
         "application": null,
         "application_fee_percent": null,
-        "automatic_tax": {"enabled": false, "liability": null},
+        "automatic_tax": {"disabled_reason": null, "enabled": false, "liability": null},
         "billing_cycle_anchor": spec.items.first().map(|i| i.period_start).unwrap_or(spec.created),
+        "billing_cycle_anchor_config": null,
+        "billing_mode": {"flexible": null, "type": "classic"},
+        "billing_schedules": [],
+        "billing_thresholds": null,
         "cancel_at": cancel_at,
         "cancel_at_period_end": spec.cancel_at_period_end,
         "canceled_at": spec.canceled_at,
         "cancellation_details": {
             "comment": null,
             "feedback": null,
+            "feedback_option": null,
             "reason": spec.canceled_at.map(|_| "cancellation_requested"),
         },
         "collection_method": "charge_automatically",
         "created": spec.created,
         "currency": spec.currency,
         "customer": spec.customer,
+        "customer_account": null,
         "days_until_due": null,
         "default_payment_method": null,
         "default_source": null,
         "default_tax_rates": [],
         "description": null,
-        "discount": discount,
         "discounts": discounts,
         "ended_at": spec.canceled_at,
-        "items": {
-            "object": "list",
-            "data": items,
-            "has_more": false,
-            "total_count": spec.items.len(),
-            "url": format!("/v1/subscription_items?subscription={}", spec.id),
-        },
+        "invoice_settings": {"account_tax_ids": null, "custom_fields": null, "description": null, "footer": null, "issuer": {"type": "self"}},
+        "items": embedded_list(items, format!("/v1/subscription_items?subscription={}", spec.id)),
         "latest_invoice": spec.latest_invoice,
         "livemode": owner.livemode,
+        "managed_payments": null,
         "metadata": {},
         "next_pending_invoice_item_invoice": null,
         "on_behalf_of": null,
         "pause_collection": null,
+        "payment_settings": {"payment_method_options": null, "payment_method_types": null, "save_default_payment_method": "off"},
+        "pending_invoice_item_interval": null,
         "pending_setup_intent": null,
         "pending_update": null,
         "schedule": null,
@@ -428,6 +544,7 @@ pub fn subscription(owner: &Owner, catalog: &Catalog, spec: &SubscriptionSpec) -
         "test_clock": null,
         "transfer_data": null,
         "trial_end": spec.trial.map(|t| t.1),
+        "trial_settings": {"end_behavior": {"billing_cycle_anchor": "unchanged", "missing_payment_method": "create_invoice"}},
         "trial_start": spec.trial.map(|t| t.0),
     })
 }
@@ -467,6 +584,8 @@ pub struct InvoiceSpec {
     pub paid_at: Option<i64>,
     pub payment_intent: Option<String>,
     pub charge: Option<String>,
+    /// When a payment attempt was first made (the invoice payment's `created`).
+    pub attempted_at: Option<i64>,
 }
 
 impl InvoiceSpec {
@@ -478,7 +597,9 @@ impl InvoiceSpec {
     }
 }
 
-pub fn invoice(owner: &Owner, catalog: &Catalog, spec: &InvoiceSpec) -> Value {
+/// The invoice; `full` renders every line (for `/v1/invoices/{id}/lines`), otherwise the embedded
+/// first page.
+pub fn invoice(owner: &Owner, catalog: &Catalog, spec: &InvoiceSpec, full: bool) -> Value {
     let subtotal = spec.subtotal();
     let total = spec.total();
     let paid = spec.status == "paid";
@@ -487,6 +608,11 @@ pub fn invoice(owner: &Owner, catalog: &Catalog, spec: &InvoiceSpec) -> Value {
     let lines: Vec<Value> = spec
         .lines
         .iter()
+        .take(if full {
+            usize::MAX
+        } else {
+            EMBEDDED_LIST_LIMIT + 1
+        })
         .map(|line| {
             let price = &catalog.prices[line.price].0;
             let description = if line.trial {
@@ -518,12 +644,15 @@ pub fn invoice(owner: &Owner, catalog: &Catalog, spec: &InvoiceSpec) -> Value {
                     },
                 },
                 "period": {"start": spec.period_start, "end": spec.period_end},
+                "pretax_credit_amounts": [],
                 "pricing": {
                     "type": "price_details",
                     "price_details": {"price": price.id, "product": price.product},
-                    "unit_amount_decimal": null,
+                    "unit_amount_decimal": price.unit_amount.to_string(),
                 },
                 "quantity": line.quantity,
+                "quantity_decimal": line.quantity.to_string(),
+                "subscription": spec.subscription,
                 "subtotal": line.amount,
                 "taxes": [],
             })
@@ -545,6 +674,7 @@ pub fn invoice(owner: &Owner, catalog: &Catalog, spec: &InvoiceSpec) -> Value {
         "object": "invoice",
         "account_country": "US",
         "account_name": owner.business_name,
+        "account_tax_ids": null,
         "amount_due": total,
         "amount_overpaid": 0,
         "amount_paid": amount_paid,
@@ -554,30 +684,40 @@ pub fn invoice(owner: &Owner, catalog: &Catalog, spec: &InvoiceSpec) -> Value {
         "attempt_count": spec.attempt_count,
         "attempted": spec.attempt_count > 0,
         "auto_advance": !paid && spec.status == "open",
-        "automatic_tax": {"enabled": false, "liability": null, "status": null},
+        "automatic_tax": {"disabled_reason": null, "enabled": false, "liability": null, "provider": null, "status": null},
+        "automatically_finalizes_at": null,
         "billing_reason": spec.billing_reason,
         "collection_method": "charge_automatically",
         "created": spec.created,
         "currency": spec.currency,
+        "custom_fields": null,
         "customer": spec.customer,
+        "customer_account": null,
+        "customer_address": null,
         "customer_email": spec.customer_email,
         "customer_name": spec.customer_name,
+        "customer_phone": null,
+        "customer_shipping": null,
+        "customer_tax_exempt": "none",
         "default_payment_method": null,
+        "default_source": null,
+        "default_tax_rates": [],
         "description": null,
         "discounts": discounts,
         "due_date": null,
         "effective_at": finalized,
         "ending_balance": 0,
+        "footer": null,
+        "from_invoice": null,
         "hosted_invoice_url": format!("https://invoice.stripe.com/i/{}/{mode}_{}", owner.account_id, spec.id.trim_start_matches("in_")),
         "invoice_pdf": format!("https://pay.stripe.com/invoice/{}/{mode}_{}/pdf", owner.account_id, spec.id.trim_start_matches("in_")),
         "issuer": {"type": "self"},
         "last_finalization_error": null,
-        "lines": {
-            "object": "list",
-            "data": lines,
-            "has_more": false,
-            "total_count": spec.lines.len(),
-            "url": format!("/v1/invoices/{}/lines", spec.id),
+        "latest_revision": null,
+        "lines": if full {
+            json!({"object": "list", "data": lines, "has_more": false, "url": format!("/v1/invoices/{}/lines", spec.id)})
+        } else {
+            embedded_list(lines, format!("/v1/invoices/{}/lines", spec.id))
         },
         "livemode": owner.livemode,
         "metadata": {},
@@ -589,21 +729,34 @@ pub fn invoice(owner: &Owner, catalog: &Catalog, spec: &InvoiceSpec) -> Value {
             "quote_details": null,
             "subscription_details": {"metadata": {}, "subscription": sub},
         })),
+        "payment_settings": {"default_mandate": null, "payment_method_options": null, "payment_method_types": null},
         "payments": {
             "object": "list",
             "data": spec.payment_intent.iter().map(|pi| json!({
+                "id": format!("inpay_{}", &pi[3..]),
                 "object": "invoice_payment",
+                "amount_paid": if paid { Some(total) } else { None },
+                "amount_requested": total,
+                "created": spec.attempted_at.unwrap_or(spec.created),
+                "currency": spec.currency,
+                "invoice": spec.id,
+                "is_default": true,
+                "livemode": owner.livemode,
                 "payment": {"type": "payment_intent", "payment_intent": pi},
                 "status": if paid { "paid" } else { "open" },
+                "status_transitions": {"canceled_at": null, "paid_at": if paid { spec.paid_at } else { None }},
             })).collect::<Vec<_>>(),
             "has_more": false,
-            "url": "/v1/invoice_payments",
+            "url": format!("/v1/invoice_payments?invoice={}", spec.id),
         },
         "period_end": spec.period_end,
         "period_start": spec.period_start,
         "post_payment_credit_notes_amount": 0,
         "pre_payment_credit_notes_amount": 0,
         "receipt_number": null,
+        "rendering": null,
+        "shipping_cost": null,
+        "shipping_details": null,
         "starting_balance": 0,
         "statement_descriptor": null,
         "status": spec.status,
@@ -619,6 +772,7 @@ pub fn invoice(owner: &Owner, catalog: &Catalog, spec: &InvoiceSpec) -> Value {
         "total": total,
         "total_discount_amounts": discount_amounts,
         "total_excluding_tax": total,
+        "total_pretax_credit_amounts": [],
         "total_taxes": [],
         "webhooks_delivered_at": spec.created,
     })
@@ -640,6 +794,7 @@ pub struct ChargeSpec {
     pub amount_refunded: i64,
     pub last4: &'static str,
     pub brand: &'static str,
+    pub payment_method: String,
 }
 
 pub fn charge(owner: &Owner, spec: &ChargeSpec) -> Value {
@@ -652,14 +807,16 @@ pub fn charge(owner: &Owner, spec: &ChargeSpec) -> Value {
         (
             None,
             None,
-            json!({"network_status": "approved_by_network", "reason": null, "risk_level": "normal",
+            json!({"advice_code": null, "network_advice_code": null, "network_decline_code": null,
+                   "network_status": "approved_by_network", "reason": null, "risk_level": "normal",
                    "seller_message": "Payment complete.", "type": "authorized"}),
         )
     } else {
         (
             Some("card_declined"),
             Some("Your card was declined."),
-            json!({"network_status": "declined_by_network", "reason": "generic_decline", "risk_level": "normal",
+            json!({"advice_code": "try_again_later", "network_advice_code": null, "network_decline_code": "05",
+                   "network_status": "declined_by_network", "reason": "generic_decline", "risk_level": "normal",
                    "seller_message": "The bank did not return any further details with this decline.", "type": "issuer_declined"}),
         )
     };
@@ -674,7 +831,7 @@ pub fn charge(owner: &Owner, spec: &ChargeSpec) -> Value {
         "application_fee": null,
         "application_fee_amount": null,
         "balance_transaction": if spec.succeeded { Some(format!("txn_{}", &spec.id[3..])) } else { None },
-        "billing_details": {"address": null, "email": spec.email, "name": spec.name, "phone": null},
+        "billing_details": {"address": null, "email": spec.email, "name": spec.name, "phone": null, "tax_id": null},
         "calculated_statement_descriptor": "STRIPE STUB",
         "captured": spec.succeeded,
         "created": spec.created,
@@ -686,27 +843,30 @@ pub fn charge(owner: &Owner, spec: &ChargeSpec) -> Value {
         "failure_code": failure_code,
         "failure_message": failure_message,
         "fraud_details": {},
-        "invoice": spec.invoice,
         "livemode": owner.livemode,
         "metadata": {},
         "on_behalf_of": null,
         "outcome": outcome,
         "paid": spec.succeeded,
         "payment_intent": spec.payment_intent,
-        "payment_method": format!("pm_{}", &spec.id[3..17.min(spec.id.len())]),
+        "payment_method": spec.payment_method,
         "payment_method_details": {
-            "card": {"brand": spec.brand, "country": "US", "exp_month": 12, "exp_year": 2030,
-                     "funding": "credit", "last4": spec.last4, "network": spec.brand},
+            "card": {"amount_authorized": if spec.succeeded { Some(spec.amount) } else { None },
+                     "authorization_code": null, "brand": spec.brand,
+                     "checks": {"address_line1_check": null, "address_postal_code_check": null, "cvc_check": "pass"},
+                     "country": "US", "electronic_commerce_indicator": null, "exp_month": 12, "exp_year": 2030,
+                     "funding": "credit", "installments": null, "last4": spec.last4, "mandate": null,
+                     "network": spec.brand, "network_transaction_id": null, "regulated_status": "unregulated",
+                     "three_d_secure": null, "transaction_link_id": null, "wallet": null},
             "type": "card",
         },
         "receipt_email": spec.email,
         "receipt_number": null,
         "receipt_url": format!("https://pay.stripe.com/receipts/payment/{}", spec.id),
         "refunded": spec.amount_refunded > 0 && spec.amount_refunded == spec.amount,
-        "refunds": {"object": "list", "data": [], "has_more": false, "total_count": 0,
-                    "url": format!("/v1/charges/{}/refunds", spec.id)},
         "review": null,
         "shipping": null,
+        "source": null,
         "source_transfer": null,
         "statement_descriptor": null,
         "statement_descriptor_suffix": null,

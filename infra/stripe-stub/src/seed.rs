@@ -41,8 +41,19 @@ pub mod known {
     /// Active Team subscription, quantity 3, forever 20% coupon, plus a metered item.
     pub const FOREVER_COUPON_EMAIL: &str = "forever.coupon@example.com";
     pub const FOREVER_COUPON_ID: &str = "cus_ForeverCoupon";
+    /// Active subscription with [`super::MANY_ITEMS`] monthly add-on items (more than a
+    /// subscription embeds: `items.has_more` is true).
+    pub const MANY_ITEMS_EMAIL: &str = "many.items@example.com";
+    pub const MANY_ITEMS_ID: &str = "cus_ManyItems";
+    /// Active Pro monthly with a forever $5.00-off coupon ([`super::COUPON_AMOUNT_OFF`]).
+    pub const AMOUNT_OFF_EMAIL: &str = "amount.off@example.com";
+    pub const AMOUNT_OFF_ID: &str = "cus_AmountOffCoupon";
+    /// Active Starter monthly with a 25%-off-for-3-months coupon ([`super::COUPON_REPEATING`]),
+    /// started ~200 days ago: its current invoices are no longer discounted.
+    pub const REPEATING_EMAIL: &str = "repeating.coupon@example.com";
+    pub const REPEATING_ID: &str = "cus_RepeatingCoupon";
     /// How many fixed customers come first.
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 9;
 }
 
 pub const PRODUCT_STARTER: &str = "prod_StubStarter";
@@ -57,6 +68,11 @@ pub const PRICE_TEAM_SEAT_MONTHLY: &str = "price_StubTeamSeatMonthly";
 pub const PRICE_TEAM_USAGE_METERED: &str = "price_StubTeamUsageMetered";
 pub const COUPON_FOREVER: &str = "FOREVER20";
 pub const COUPON_ONCE: &str = "WELCOME50";
+pub const COUPON_AMOUNT_OFF: &str = "FIVEOFF";
+pub const COUPON_REPEATING: &str = "QUARTER3";
+pub const PRODUCT_ADDONS: &str = "prod_StubAddons";
+/// How many add-on items the [`known::MANY_ITEMS_ID`] subscription has.
+pub const MANY_ITEMS: usize = 12;
 
 /// Days of events seeded before `now` (older objects have no seeded events).
 pub const EVENT_DAYS: i64 = 3;
@@ -123,6 +139,8 @@ impl SeedAccount {
 pub(crate) enum Seeded {
     Customer(CustomerSpec),
     Subscription(SubscriptionSpec),
+    /// One item of a subscription (its id and the item).
+    Item(String, ItemSpec),
     Invoice(InvoiceSpec),
     Charge(ChargeSpec),
     Event(EventSeed),
@@ -140,7 +158,6 @@ pub(crate) struct EventSeed {
 pub(crate) struct Renderer {
     pub owner: Owner,
     pub catalog: Catalog,
-    pub api_version: String,
 }
 
 impl Seeded {
@@ -148,6 +165,7 @@ impl Seeded {
         match self {
             Seeded::Customer(s) => &s.id,
             Seeded::Subscription(s) => &s.id,
+            Seeded::Item(_, s) => &s.id,
             Seeded::Invoice(s) => &s.id,
             Seeded::Charge(s) => &s.id,
             Seeded::Event(s) => &s.id,
@@ -175,6 +193,11 @@ impl Seeded {
                     .collect(),
                 ..Index::default()
             },
+            Seeded::Item(subscription, s) => Index {
+                created: s.created,
+                subscription: Some(subscription.clone()),
+                ..Index::default()
+            },
             Seeded::Invoice(s) => Index {
                 created: s.created,
                 customer: Some(s.customer.clone()),
@@ -199,18 +222,35 @@ impl Seeded {
         }
     }
 
+    /// An invoice with all its lines; `None` for other objects.
+    pub fn render_full(&self, renderer: &Renderer) -> Option<Value> {
+        match self {
+            Seeded::Invoice(s) => Some(objects::invoice(
+                &renderer.owner,
+                &renderer.catalog,
+                s,
+                true,
+            )),
+            _ => None,
+        }
+    }
+
     pub fn render(&self, renderer: &Renderer) -> Value {
         let owner = &renderer.owner;
         match self {
             Seeded::Customer(s) => objects::customer_from(owner, s),
             Seeded::Subscription(s) => objects::subscription(owner, &renderer.catalog, s),
-            Seeded::Invoice(s) => objects::invoice(owner, &renderer.catalog, s),
+            Seeded::Item(subscription, s) => {
+                objects::subscription_item(&renderer.catalog, subscription, s)
+            }
+            Seeded::Invoice(s) => objects::invoice(owner, &renderer.catalog, s, false),
             Seeded::Charge(s) => objects::charge(owner, s),
             Seeded::Event(s) => objects::event(EventSpec {
                 id: s.id.clone(),
                 event_type: s.event_type,
                 created: s.created,
-                api_version: &renderer.api_version,
+                // Seeded objects are kept in the pinned shape; their events say so.
+                api_version: crate::version::API_VERSION,
                 account_id: &owner.account_id,
                 livemode: owner.livemode,
                 object: s.object.render(renderer),
@@ -232,6 +272,12 @@ pub(crate) struct SeedData {
     pub invoices: Vec<Arc<Seeded>>,
     pub charges: Vec<Arc<Seeded>>,
     pub events: Vec<Arc<Seeded>>,
+    pub items: Vec<Arc<Seeded>>,
+    pub coupons: Vec<Value>,
+    pub discounts: Vec<Value>,
+    pub payment_methods: Vec<Value>,
+    /// (charge, invoice) of every charge that paid (or tried to pay) an invoice.
+    pub charge_invoice: Vec<(String, String)>,
     pub renderer: Renderer,
 }
 
@@ -310,7 +356,50 @@ fn catalog() -> Vec<PriceSpec> {
             "metered",
         ),
     ]
+    .into_iter()
+    .chain(ADDON_PRICES.iter().enumerate().map(|(k, id)| {
+        p(
+            id,
+            PRODUCT_ADDONS,
+            ADDON_NAMES[k],
+            100 * (k as i64 + 1),
+            "usd",
+            "month",
+            "licensed",
+        )
+    }))
+    .collect()
 }
+
+/// Monthly USD add-ons ($1, $2, ... $12), for the subscription with more items than Stripe embeds.
+const ADDON_PRICES: [&str; MANY_ITEMS] = [
+    "price_StubAddon01",
+    "price_StubAddon02",
+    "price_StubAddon03",
+    "price_StubAddon04",
+    "price_StubAddon05",
+    "price_StubAddon06",
+    "price_StubAddon07",
+    "price_StubAddon08",
+    "price_StubAddon09",
+    "price_StubAddon10",
+    "price_StubAddon11",
+    "price_StubAddon12",
+];
+const ADDON_NAMES: [&str; MANY_ITEMS] = [
+    "Add-on 1",
+    "Add-on 2",
+    "Add-on 3",
+    "Add-on 4",
+    "Add-on 5",
+    "Add-on 6",
+    "Add-on 7",
+    "Add-on 8",
+    "Add-on 9",
+    "Add-on 10",
+    "Add-on 11",
+    "Add-on 12",
+];
 
 const STARTER_M: usize = 0;
 const STARTER_Y: usize = 1;
@@ -319,20 +408,46 @@ const PRO_Y: usize = 3;
 const PRO_EUR: usize = 4;
 const TEAM: usize = 5;
 const METERED: usize = 6;
+const FIRST_ADDON: usize = 7;
 
-fn coupons() -> [CouponSpec; 2] {
+const FOREVER: usize = 0;
+const ONCE: usize = 1;
+const AMOUNT_OFF: usize = 2;
+const REPEATING: usize = 3;
+
+fn coupons() -> [CouponSpec; 4] {
     [
         CouponSpec {
             id: COUPON_FOREVER,
             name: "20% off forever",
-            percent_off: 20.0,
+            percent_off: Some(20.0),
+            amount_off: None,
             duration: "forever",
+            duration_in_months: None,
         },
         CouponSpec {
             id: COUPON_ONCE,
             name: "50% off first invoice",
-            percent_off: 50.0,
+            percent_off: Some(50.0),
+            amount_off: None,
             duration: "once",
+            duration_in_months: None,
+        },
+        CouponSpec {
+            id: COUPON_AMOUNT_OFF,
+            name: "$5 off forever",
+            percent_off: None,
+            amount_off: Some((500, "usd")),
+            duration: "forever",
+            duration_in_months: None,
+        },
+        CouponSpec {
+            id: COUPON_REPEATING,
+            name: "25% off for 3 months",
+            percent_off: Some(25.0),
+            amount_off: None,
+            duration: "repeating",
+            duration_in_months: Some(3),
         },
     ]
 }
@@ -382,6 +497,8 @@ struct Plan {
     price: usize,
     quantity: u32,
     metered: bool,
+    /// Subscribed to every add-on instead of `price`.
+    addons: bool,
     coupon: Option<usize>,
     created_days_ago: Option<i64>,
     canceled_days_ago: Option<i64>,
@@ -397,6 +514,7 @@ fn fixed_plan(index: usize) -> Plan {
         price: PRO_M,
         quantity: 1,
         metered: false,
+        addons: false,
         coupon: None,
         created_days_ago: Some(200),
         canceled_days_ago: None,
@@ -443,15 +561,41 @@ fn fixed_plan(index: usize) -> Plan {
             created_days_ago: Some(80),
             ..base
         },
-        _ => Plan {
+        5 => Plan {
             id: Some(known::FOREVER_COUPON_ID),
             email: Some(known::FOREVER_COUPON_EMAIL),
             name: Some("Forever Coupon"),
             price: TEAM,
             quantity: 3,
             metered: true,
-            coupon: Some(0),
+            coupon: Some(FOREVER),
             created_days_ago: Some(400),
+            ..base
+        },
+        6 => Plan {
+            id: Some(known::MANY_ITEMS_ID),
+            email: Some(known::MANY_ITEMS_EMAIL),
+            name: Some("Many Items"),
+            price: FIRST_ADDON,
+            addons: true,
+            created_days_ago: Some(45),
+            ..base
+        },
+        7 => Plan {
+            id: Some(known::AMOUNT_OFF_ID),
+            email: Some(known::AMOUNT_OFF_EMAIL),
+            name: Some("Amount Off"),
+            coupon: Some(AMOUNT_OFF),
+            created_days_ago: Some(100),
+            ..base
+        },
+        _ => Plan {
+            id: Some(known::REPEATING_ID),
+            email: Some(known::REPEATING_EMAIL),
+            name: Some("Repeating Coupon"),
+            price: STARTER_M,
+            coupon: Some(REPEATING),
+            created_days_ago: Some(200),
             ..base
         },
     }
@@ -497,8 +641,11 @@ fn rolled_plan(rng: &mut StdRng, mix: Mix) -> Plan {
     };
     let metered = price == TEAM && rng.gen_bool(0.5);
     let coupon = match rng.gen_range(0..100) {
-        0..=7 => Some(0),
-        8..=12 => Some(1),
+        0..=7 => Some(FOREVER),
+        8..=12 => Some(ONCE),
+        // An amount-off coupon is in one currency: USD prices only.
+        13..=16 if price != PRO_EUR => Some(AMOUNT_OFF),
+        17..=19 => Some(REPEATING),
         _ => None,
     };
     Plan {
@@ -510,6 +657,7 @@ fn rolled_plan(rng: &mut StdRng, mix: Mix) -> Plan {
         price,
         quantity,
         metered,
+        addons: false,
         coupon,
         created_days_ago: None,
         canceled_days_ago: None,
@@ -540,6 +688,17 @@ const CARDS: &[(&str, &str)] = &[
     ("visa", "1881"),
 ];
 
+/// A customer's card: (brand, last4, exp_month, exp_year), fixed by the customer id.
+fn card_of(customer: &str) -> (&'static str, &'static str, u32, u32) {
+    let hash = customer.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let (brand, last4) = CARDS[(hash % CARDS.len() as u64) as usize];
+    let month = (hash >> 8) % 12 + 1;
+    let year = 2027 + (hash >> 16) % 4;
+    (brand, last4, month as u32, year as u32)
+}
+
 fn capitalise(word: &str) -> String {
     let mut chars = word.chars();
     match chars.next() {
@@ -561,11 +720,12 @@ struct Seeder {
     window_start: i64,
     event_start: i64,
     prices: Vec<PriceSpec>,
+    coupons: [CouponSpec; 4],
     out: SeedData,
 }
 
 /// Generates one account's data from `seed`, with timestamps relative to `now`.
-pub(crate) fn generate(account: &SeedAccount, seed: u64, now: i64, api_version: &str) -> SeedData {
+pub(crate) fn generate(account: &SeedAccount, seed: u64, now: i64) -> SeedData {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in account.account_id.bytes() {
         hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
@@ -597,6 +757,7 @@ pub(crate) fn generate(account: &SeedAccount, seed: u64, now: i64, api_version: 
         event_start: now - EVENT_DAYS * DAY,
         now,
         prices,
+        coupons: coupons(),
         out: SeedData {
             account: objects::account(&owner, now - 900 * DAY),
             products: Vec::new(),
@@ -606,11 +767,12 @@ pub(crate) fn generate(account: &SeedAccount, seed: u64, now: i64, api_version: 
             invoices: Vec::new(),
             charges: Vec::new(),
             events: Vec::new(),
-            renderer: Renderer {
-                owner,
-                catalog,
-                api_version: api_version.to_string(),
-            },
+            items: Vec::with_capacity(account.customers),
+            coupons: Vec::new(),
+            discounts: Vec::new(),
+            payment_methods: Vec::with_capacity(account.customers),
+            charge_invoice: Vec::new(),
+            renderer: Renderer { owner, catalog },
         },
     };
     seeder.catalog(catalog_created);
@@ -647,6 +809,7 @@ impl Seeder {
                 "Per-seat plan with usage-based API calls",
                 PRICE_TEAM_SEAT_MONTHLY,
             ),
+            (PRODUCT_ADDONS, "Add-ons", "Monthly extras", ADDON_PRICES[0]),
         ];
         for (offset, (id, name, description, default_price)) in products.iter().enumerate() {
             let product = objects::product(
@@ -664,6 +827,7 @@ impl Seeder {
             price["created"] = Value::from(created + 10 + offset as i64);
             self.out.prices.push(price);
         }
+        self.out.coupons = self.out.renderer.catalog.coupons.clone();
     }
 
     /// An event for `object`, if `created` falls in the seeded event window.
@@ -726,6 +890,14 @@ impl Seeder {
             (None, Some(Status::Incomplete)) => self.now - rng.gen_range(3_600..20 * 3_600),
             (None, _) => self.now - rng.gen_range(DAY..720 * DAY),
         };
+        // Subscribers have a card on file: their default payment method, charged by invoices.
+        let payment_method = plan.subscribed.then(|| {
+            let pm = format!("pm_{}", &id[4..]);
+            let card = card_of(&id);
+            let value = objects::payment_method(&self.out.renderer.owner, &pm, &id, card, created);
+            self.out.payment_methods.push(value);
+            pm
+        });
         let customer = Arc::new(Seeded::Customer(CustomerSpec {
             id: id.clone(),
             email: email.clone(),
@@ -733,6 +905,7 @@ impl Seeder {
             created,
             currency: plan.subscribed.then(|| self.prices[plan.price].currency),
             delinquent: matches!(status, Some(Status::PastDue | Status::Unpaid)),
+            payment_method,
         }));
         self.push_event("customer.created", created, &customer);
         self.out.customers.push(customer);
@@ -799,6 +972,27 @@ impl Seeder {
             coupon,
             start: created,
         });
+        // The discount is an object of its own; the subscription lists it while it applies
+        // (a `once` coupon is spent by the first invoice, a repeating one ends).
+        let mut active_discount = None;
+        if let Some(d) = &discount {
+            let coupon = &self.coupons[d.coupon];
+            let end = coupon
+                .duration_in_months
+                .filter(|_| coupon.duration == "repeating")
+                .map(|m| add_months(d.start, m));
+            self.out.discounts.push(objects::discount(
+                &d.id, coupon.id, customer, &id, d.start, end,
+            ));
+            let applies = match coupon.duration {
+                "once" => false,
+                "repeating" => end.is_some_and(|end| end > now),
+                _ => true,
+            };
+            if applies {
+                active_discount = Some(d.clone());
+            }
+        }
         let item = |rng: &mut StdRng, price: usize, quantity: Option<u32>| ItemSpec {
             id: objects::random_id(rng, "si_", 14),
             price,
@@ -807,7 +1001,13 @@ impl Seeder {
             period_start,
             period_end,
         };
-        let mut items = vec![item(rng, plan.price, Some(plan.quantity))];
+        let mut items = if plan.addons {
+            (FIRST_ADDON..FIRST_ADDON + MANY_ITEMS)
+                .map(|price| item(rng, price, Some(1)))
+                .collect()
+        } else {
+            vec![item(rng, plan.price, Some(plan.quantity))]
+        };
         if plan.metered {
             items.push(item(rng, METERED, None));
         }
@@ -821,7 +1021,7 @@ impl Seeder {
             cancel_at_period_end: plan.status == Status::CancelAtPeriodEnd,
             canceled_at,
             trial,
-            discount,
+            discount: active_discount,
             latest_invoice: None,
         };
         let ctx = InvoiceContext {
@@ -829,7 +1029,8 @@ impl Seeder {
             email,
             name,
             subscription: &spec,
-            coupon: plan.coupon,
+            discount: discount.as_ref(),
+            payment_method: format!("pm_{}", &customer[4..]),
             months,
             status: plan.status,
         };
@@ -843,6 +1044,11 @@ impl Seeder {
             }
         }
         spec.latest_invoice = latest_invoice;
+        for item in &spec.items {
+            self.out
+                .items
+                .push(Arc::new(Seeded::Item(spec.id.clone(), item.clone())));
+        }
         let subscription = Arc::new(Seeded::Subscription(spec));
         if let Some(event) = self.event("customer.subscription.created", created, &subscription) {
             self.out.events.insert(first_invoice_event, event);
@@ -883,11 +1089,9 @@ impl Seeder {
             });
         }
         let subtotal: i64 = lines.iter().map(|l| l.amount).sum();
-        let discount = match ctx.coupon {
-            Some(0) => subtotal * 20 / 100,
-            Some(_) if k == 0 => subtotal / 2,
-            _ => 0,
-        };
+        let discount = ctx.discount.map_or(0, |d| {
+            self.coupons[d.coupon].amount_for(subtotal, k, ctx.months)
+        });
         let mut spec = InvoiceSpec {
             id: id.clone(),
             number: format!(
@@ -911,7 +1115,7 @@ impl Seeder {
             lines,
             discount,
             discount_id: if discount > 0 {
-                ctx.subscription.discount.as_ref().map(|d| d.id.clone())
+                ctx.discount.map(|d| d.id.clone())
             } else {
                 None
             },
@@ -920,6 +1124,7 @@ impl Seeder {
             paid_at: Some(start),
             payment_intent: None,
             charge: None,
+            attempted_at: None,
         };
         let total = spec.total();
         let failing = is_last
@@ -962,6 +1167,7 @@ impl Seeder {
             spec.paid_at = Some(*at);
         }
         spec.attempt_count = attempts.len() as u32;
+        spec.attempted_at = attempts.first().map(|(at, _)| *at);
         if !attempts.is_empty() {
             spec.payment_intent = Some(objects::random_id(rng, "pi_", 24));
         }
@@ -978,10 +1184,15 @@ impl Seeder {
                 0
             };
             let refunded_at = (*at + rng.gen_range(DAY..5 * DAY)).min(now - 5);
-            let (brand, last4) = CARDS[rng.gen_range(0..CARDS.len())];
+            // (Drawn to keep the seed's random stream; the card is the customer's.)
+            let _ = CARDS[rng.gen_range(0..CARDS.len())];
+            let (brand, last4, _, _) = card_of(ctx.customer);
             if *succeeded {
                 spec.charge = Some(charge_id.clone());
             }
+            self.out
+                .charge_invoice
+                .push((charge_id.clone(), id.clone()));
             let charge = ChargeSpec {
                 id: charge_id,
                 customer: ctx.customer.to_string(),
@@ -996,6 +1207,7 @@ impl Seeder {
                 amount_refunded: refund,
                 last4,
                 brand,
+                payment_method: ctx.payment_method.clone(),
             };
             charges.push((
                 Arc::new(Seeded::Charge(charge)),
@@ -1035,7 +1247,9 @@ struct InvoiceContext<'a> {
     email: &'a str,
     name: &'a str,
     subscription: &'a SubscriptionSpec,
-    coupon: Option<usize>,
+    /// The subscription's discount, whether or not it still applies now.
+    discount: Option<&'a DiscountSpec>,
+    payment_method: String,
     months: u32,
     status: Status,
 }
@@ -1052,24 +1266,25 @@ mod tests {
 
     #[test]
     fn same_seed_same_data() {
-        let a = generate(&SeedAccount::dev(), 7, NOW, objects::API_VERSION);
-        let b = generate(&SeedAccount::dev(), 7, NOW, objects::API_VERSION);
+        let a = generate(&SeedAccount::dev(), 7, NOW);
+        let b = generate(&SeedAccount::dev(), 7, NOW);
         assert_eq!(render(&a, &a.customers), render(&b, &b.customers));
         assert_eq!(render(&a, &a.invoices), render(&b, &b.invoices));
-        let c = generate(&SeedAccount::dev(), 8, NOW, objects::API_VERSION);
+        let c = generate(&SeedAccount::dev(), 8, NOW);
         assert_ne!(render(&a, &a.customers), render(&c, &c.customers));
     }
 
     #[test]
     fn dev_seed_has_the_promised_mix() {
-        let data = generate(&SeedAccount::dev(), 42, NOW, objects::API_VERSION);
+        let data = generate(&SeedAccount::dev(), 42, NOW);
         let customers = render(&data, &data.customers);
         let subscriptions = render(&data, &data.subscriptions);
         let invoices = render(&data, &data.invoices);
         let charges = render(&data, &data.charges);
         assert_eq!(customers.len(), 300);
-        assert_eq!(data.products.len(), 3);
-        assert_eq!(data.prices.len(), 7);
+        assert_eq!(data.products.len(), 4);
+        assert_eq!(data.prices.len(), 7 + MANY_ITEMS);
+        assert_eq!(data.coupons.len(), 4);
         let statuses: Vec<&str> = subscriptions
             .iter()
             .filter_map(|s| s["status"].as_str())
@@ -1084,9 +1299,35 @@ mod tests {
         assert!(subscriptions
             .iter()
             .any(|s| s["items"]["data"][0]["quantity"].as_u64() > Some(1)));
-        assert!(subscriptions
+        // Discounts are objects of their own, referenced by id; so are coupons.
+        assert!(subscriptions.iter().all(|s| s.get("discount").is_none()));
+        let discounted = subscriptions
             .iter()
-            .any(|s| s["discount"]["coupon"]["duration"] == "forever"));
+            .filter(|s| !s["discounts"].as_array().unwrap().is_empty())
+            .count();
+        assert!(
+            discounted > 20,
+            "{discounted} subscriptions with a discount"
+        );
+        for coupon in [
+            COUPON_FOREVER,
+            COUPON_ONCE,
+            COUPON_AMOUNT_OFF,
+            COUPON_REPEATING,
+        ] {
+            assert!(
+                data.discounts
+                    .iter()
+                    .any(|d| d["source"]["coupon"] == coupon),
+                "a discount with {coupon}"
+            );
+        }
+        let many = subscriptions
+            .iter()
+            .find(|s| s["customer"] == known::MANY_ITEMS_ID)
+            .unwrap();
+        assert_eq!(many["items"]["data"].as_array().unwrap().len(), 10);
+        assert_eq!(many["items"]["has_more"], true);
         assert!(subscriptions
             .iter()
             .any(|s| s["items"]["data"][0]["price"]["recurring"]["interval"] == "year"));
@@ -1126,7 +1367,37 @@ mod tests {
             .iter()
             .map(|l| l["amount"].as_i64().unwrap())
             .sum();
-        assert_eq!(invoice["total"].as_i64().unwrap(), lines - lines * 20 / 100);
+        let discount = (lines as f64 * 0.2).round() as i64;
+        assert_eq!(invoice["total"].as_i64().unwrap(), lines - discount);
+        assert_eq!(invoice["total_discount_amounts"][0]["amount"], discount);
+        // The amount-off coupon takes $5 off each invoice; the repeating one only the first
+        // three months (its customer started ~200 days ago).
+        let amount_off_invoices: Vec<&Value> = invoices
+            .iter()
+            .filter(|i| i["customer"] == known::AMOUNT_OFF_ID)
+            .collect();
+        assert!(!amount_off_invoices.is_empty());
+        for invoice in amount_off_invoices {
+            assert_eq!(
+                invoice["subtotal"].as_i64().unwrap() - invoice["total"].as_i64().unwrap(),
+                500
+            );
+        }
+        for invoice in invoices
+            .iter()
+            .filter(|i| i["customer"] == known::REPEATING_ID)
+        {
+            assert_eq!(invoice["subtotal"], invoice["total"]);
+        }
+        let repeating = subscriptions
+            .iter()
+            .find(|s| s["customer"] == known::REPEATING_ID)
+            .unwrap();
+        assert_eq!(
+            repeating["discounts"],
+            serde_json::json!([]),
+            "the repeating discount ended"
+        );
         // Index fields agree with the rendered objects.
         for (seeded, value) in data.subscriptions.iter().zip(&subscriptions) {
             let index = seeded.index(&data.renderer);
@@ -1138,7 +1409,7 @@ mod tests {
 
     #[test]
     fn events_follow_stripe_order_within_a_second() {
-        let data = generate(&SeedAccount::dev(), 42, NOW, objects::API_VERSION);
+        let data = generate(&SeedAccount::dev(), 42, NOW);
         let events = render(&data, &data.events);
         assert!(!events.is_empty());
         assert!(events

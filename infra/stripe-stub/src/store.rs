@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 
+use crate::render::{normalize, Lookup, Normalized};
 use crate::seed::{Renderer, SeedData, Seeded};
 
 /// Order key: `created`, then insertion sequence (a later insert is newer within one second).
@@ -22,9 +23,28 @@ pub enum Kind {
     Product,
     Price,
     Event,
+    Coupon,
+    Discount,
+    SubscriptionItem,
+    PaymentMethod,
 }
 
 impl Kind {
+    /// Every kind, in the order collections are listed.
+    pub const ALL: [Kind; 11] = [
+        Kind::Customer,
+        Kind::Subscription,
+        Kind::Invoice,
+        Kind::Charge,
+        Kind::Product,
+        Kind::Price,
+        Kind::Event,
+        Kind::Coupon,
+        Kind::Discount,
+        Kind::SubscriptionItem,
+        Kind::PaymentMethod,
+    ];
+
     /// The `object` value of this kind.
     pub fn object(self) -> &'static str {
         match self {
@@ -35,6 +55,10 @@ impl Kind {
             Kind::Product => "product",
             Kind::Price => "price",
             Kind::Event => "event",
+            Kind::Coupon => "coupon",
+            Kind::Discount => "discount",
+            Kind::SubscriptionItem => "subscription_item",
+            Kind::PaymentMethod => "payment_method",
         }
     }
 
@@ -47,7 +71,17 @@ impl Kind {
             Kind::Product => "/v1/products",
             Kind::Price => "/v1/prices",
             Kind::Event => "/v1/events",
+            Kind::Coupon => "/v1/coupons",
+            // Stripe has no discount list; discounts are reached through their owners.
+            Kind::Discount => "/v1/discounts",
+            Kind::SubscriptionItem => "/v1/subscription_items",
+            Kind::PaymentMethod => "/v1/payment_methods",
         }
+    }
+
+    /// Lists of this kind run oldest first (subscription items, as a subscription embeds them).
+    pub fn ascending(self) -> bool {
+        self == Kind::SubscriptionItem
     }
 
     pub fn from_object(object: &str) -> Option<Kind> {
@@ -59,6 +93,10 @@ impl Kind {
             "product" => Kind::Product,
             "price" => Kind::Price,
             "event" => Kind::Event,
+            "coupon" => Kind::Coupon,
+            "discount" => Kind::Discount,
+            "subscription_item" => Kind::SubscriptionItem,
+            "payment_method" => Kind::PaymentMethod,
             _ => return None,
         })
     }
@@ -163,6 +201,8 @@ pub(crate) struct PageRequest {
     /// Inclusive `created` bounds.
     pub created_min: Option<i64>,
     pub created_max: Option<i64>,
+    /// Oldest first (`starting_after` moves towards newer objects).
+    pub ascending: bool,
 }
 
 /// One collection, ordered by [`Key`].
@@ -288,10 +328,24 @@ impl Collection {
             None => Bound::Unbounded,
         };
         let backwards = request.starting_after.is_none() && request.ending_before.is_some();
-        if let Some(after) = &request.starting_after {
-            upper = tighter_upper(upper, Bound::Excluded(self.cursor(after)?));
-        } else if let Some(before) = &request.ending_before {
-            lower = tighter_lower(lower, Bound::Excluded(self.cursor(before)?));
+        // Newest first: "after" is older (below the cursor); oldest first, it is newer.
+        let (after_bound, before_bound) = match (&request.starting_after, &request.ending_before) {
+            (Some(after), _) => (Some(self.cursor(after)?), None),
+            (None, Some(before)) => (None, Some(self.cursor(before)?)),
+            (None, None) => (None, None),
+        };
+        if let Some(key) = after_bound {
+            if request.ascending {
+                lower = tighter_lower(lower, Bound::Excluded(key));
+            } else {
+                upper = tighter_upper(upper, Bound::Excluded(key));
+            }
+        } else if let Some(key) = before_bound {
+            if request.ascending {
+                upper = tighter_upper(upper, Bound::Excluded(key));
+            } else {
+                lower = tighter_lower(lower, Bound::Excluded(key));
+            }
         }
         if !non_empty(&lower, &upper) {
             return Ok(PageOut {
@@ -304,10 +358,13 @@ impl Collection {
             .range((lower, upper))
             .map(|(_, record)| record)
             .filter(|r| keep(r));
-        let mut records: Vec<&Record> = if backwards {
-            range.take(request.limit + 1).collect()
-        } else {
+        // Walk from the cursor outwards: towards older ones newest-first going forward, or
+        // oldest-first going backwards.
+        let towards_older = backwards == request.ascending;
+        let mut records: Vec<&Record> = if towards_older {
             range.rev().take(request.limit + 1).collect()
+        } else {
+            range.take(request.limit + 1).collect()
         };
         let has_more = records.len() > request.limit;
         records.truncate(request.limit);
@@ -364,13 +421,15 @@ pub(crate) struct AccountData {
     pub livemode: bool,
     pub account: Value,
     pub renderer: Renderer,
-    pub customers: Collection,
-    pub subscriptions: Collection,
-    pub invoices: Collection,
-    pub charges: Collection,
-    pub products: Collection,
-    pub prices: Collection,
-    pub events: Collection,
+    collections: Vec<Collection>,
+    /// Events of the account's other mode (test events of a live account, or live events of a
+    /// test one): listed only to a key of that mode, never applied to this mode's objects.
+    pub other_mode_events: Collection,
+    /// What a key of the other mode sees of every other kind: nothing.
+    empty: Collection,
+    /// charge -> invoice it paid, and invoice -> its successful charge (pre-basil fields).
+    charge_invoice: HashMap<String, String>,
+    invoice_charge: HashMap<String, String>,
 }
 
 /// Why an emitted object could not be stored.
@@ -401,6 +460,10 @@ pub struct Counts {
     pub products: usize,
     pub prices: usize,
     pub events: usize,
+    pub coupons: usize,
+    pub discounts: usize,
+    pub subscription_items: usize,
+    pub payment_methods: usize,
 }
 
 impl Counts {
@@ -412,7 +475,15 @@ impl Counts {
             + self.products
             + self.prices
             + self.events
+            + self.coupons
+            + self.discounts
+            + self.subscription_items
+            + self.payment_methods
     }
+}
+
+fn slot(kind: Kind) -> usize {
+    Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0)
 }
 
 impl AccountData {
@@ -423,51 +494,102 @@ impl AccountData {
             livemode,
             account: seed.account,
             renderer: seed.renderer,
-            customers: Collection::default(),
-            subscriptions: Collection::default(),
-            invoices: Collection::default(),
-            charges: Collection::default(),
-            products: Collection::default(),
-            prices: Collection::default(),
-            events: Collection::default(),
+            collections: Kind::ALL.iter().map(|_| Collection::default()).collect(),
+            other_mode_events: Collection::default(),
+            empty: Collection::default(),
+            charge_invoice: HashMap::new(),
+            invoice_charge: HashMap::new(),
         };
-        let renderer = &data.renderer;
-        data.customers.load_seeded(seed.customers, renderer);
-        data.subscriptions.load_seeded(seed.subscriptions, renderer);
-        data.invoices.load_seeded(seed.invoices, renderer);
-        data.charges.load_seeded(seed.charges, renderer);
-        data.events.load_seeded(seed.events, renderer);
-        data.products.load(seed.products);
-        data.prices.load(seed.prices);
+        let seeded = [
+            (Kind::Customer, seed.customers),
+            (Kind::Subscription, seed.subscriptions),
+            (Kind::SubscriptionItem, seed.items),
+            (Kind::Invoice, seed.invoices),
+            (Kind::Charge, seed.charges),
+            (Kind::Event, seed.events),
+        ];
+        for (kind, objects) in seeded {
+            let renderer = &data.renderer;
+            data.collections[slot(kind)].load_seeded(objects, renderer);
+        }
+        let loaded = [
+            (Kind::Product, seed.products),
+            (Kind::Price, seed.prices),
+            (Kind::Coupon, seed.coupons),
+            (Kind::Discount, seed.discounts),
+            (Kind::PaymentMethod, seed.payment_methods),
+        ];
+        for (kind, objects) in loaded {
+            data.collections[slot(kind)].load(objects);
+        }
+        for (charge, invoice) in seed.charge_invoice {
+            data.link(charge, invoice);
+        }
         data
     }
 
+    fn link(&mut self, charge: String, invoice: String) {
+        self.invoice_charge.insert(invoice.clone(), charge.clone());
+        self.charge_invoice.insert(charge, invoice);
+    }
+
     pub fn collection(&self, kind: Kind) -> &Collection {
-        match kind {
-            Kind::Customer => &self.customers,
-            Kind::Subscription => &self.subscriptions,
-            Kind::Invoice => &self.invoices,
-            Kind::Charge => &self.charges,
-            Kind::Product => &self.products,
-            Kind::Price => &self.prices,
-            Kind::Event => &self.events,
+        &self.collections[slot(kind)]
+    }
+
+    pub fn collection_mut(&mut self, kind: Kind) -> &mut Collection {
+        &mut self.collections[slot(kind)]
+    }
+
+    /// The collection a key of the given mode sees.
+    pub fn collection_for(&self, kind: Kind, livemode: bool) -> &Collection {
+        match (livemode == self.livemode, kind) {
+            (true, _) => self.collection(kind),
+            (false, Kind::Event) => &self.other_mode_events,
+            (false, _) => &self.empty,
         }
     }
 
     pub fn counts(&self) -> Counts {
+        let n = |kind| self.collection(kind).len();
         Counts {
-            customers: self.customers.len(),
-            subscriptions: self.subscriptions.len(),
-            invoices: self.invoices.len(),
-            charges: self.charges.len(),
-            products: self.products.len(),
-            prices: self.prices.len(),
-            events: self.events.len(),
+            customers: n(Kind::Customer),
+            subscriptions: n(Kind::Subscription),
+            invoices: n(Kind::Invoice),
+            charges: n(Kind::Charge),
+            products: n(Kind::Product),
+            prices: n(Kind::Price),
+            events: n(Kind::Event),
+            coupons: n(Kind::Coupon),
+            discounts: n(Kind::Discount),
+            subscription_items: n(Kind::SubscriptionItem),
+            payment_methods: n(Kind::PaymentMethod),
         }
     }
 
-    /// Applies the object change an event of `event_type` describes; returns the object as it
-    /// was before. Objects the stub does not keep (coupons, applications...) change nothing.
+    /// Stores an object found inside another (an expanded discount, a coupon, an item).
+    fn store_referenced(&mut self, mut object: Value, now: i64) {
+        let Some(kind) = object
+            .get("object")
+            .and_then(Value::as_str)
+            .and_then(Kind::from_object)
+            .filter(|k| *k != Kind::Event)
+        else {
+            return;
+        };
+        let Some(id) = object.get("id").and_then(Value::as_str).map(str::to_string) else {
+            return;
+        };
+        // Discounts have `start`, not `created`.
+        if object.get("created").and_then(Value::as_i64).is_none() && kind != Kind::Discount {
+            object["created"] = Value::from(now);
+        }
+        self.collection_mut(kind).upsert(id, &object);
+    }
+
+    /// Applies the object change an event of `event_type` describes, in the stored shape
+    /// (whatever version `object` came in; it is rewritten to the stored shape); returns the
+    /// object as it was before. Objects the stub does not keep (applications...) change nothing.
     pub fn apply(
         &mut self,
         event_type: &str,
@@ -490,23 +612,29 @@ impl AccountData {
             .and_then(Value::as_str)
             .ok_or(ApplyError::NoId)?
             .to_string();
-        if object.get("created").and_then(Value::as_i64).is_none() {
+        if object.get("created").and_then(Value::as_i64).is_none() && kind != Kind::Discount {
             object["created"] = Value::from(now);
         }
-        if object.get("livemode").is_none() {
+        if object.get("livemode").is_none() && kind != Kind::Discount {
             object["livemode"] = Value::Bool(self.livemode);
         }
+        let mut found = Normalized::default();
+        normalize(object, &mut found);
+        for (charge, invoice) in found.charge_invoice {
+            self.link(charge, invoice);
+        }
+        for referenced in found.objects {
+            self.store_referenced(referenced, now);
+        }
+        if kind == Kind::Subscription {
+            self.drop_removed_items(&id, object);
+        }
         let removes = event_type.ends_with(".deleted")
-            && matches!(kind, Kind::Customer | Kind::Product | Kind::Price);
-        let collection = match kind {
-            Kind::Customer => &mut self.customers,
-            Kind::Subscription => &mut self.subscriptions,
-            Kind::Invoice => &mut self.invoices,
-            Kind::Charge => &mut self.charges,
-            Kind::Product => &mut self.products,
-            Kind::Price => &mut self.prices,
-            Kind::Event => &mut self.events,
-        };
+            && matches!(
+                kind,
+                Kind::Customer | Kind::Product | Kind::Price | Kind::Coupon | Kind::Discount
+            );
+        let collection = self.collection_mut(kind);
         let old = if removes {
             collection.remove(&id)
         } else {
@@ -515,16 +643,44 @@ impl AccountData {
         Ok(old.and_then(|record| serde_json::from_str(&record.json(&self.renderer)).ok()))
     }
 
+    /// Removes the stored items of `subscription` its complete item list no longer has.
+    fn drop_removed_items(&mut self, subscription: &str, object: &Value) {
+        let Some(items) = object.get("items") else {
+            return;
+        };
+        if items.get("has_more") == Some(&Value::Bool(true)) {
+            return;
+        }
+        let kept: Vec<&str> = items
+            .get("data")
+            .and_then(Value::as_array)
+            .map(|d| {
+                d.iter()
+                    .filter_map(|i| i.get("id").and_then(Value::as_str))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let renderer = &self.renderer;
+        let gone: Vec<String> = self
+            .collection(Kind::SubscriptionItem)
+            .iter_newest_first()
+            .filter(|r| r.index.subscription.as_deref() == Some(subscription))
+            .filter_map(|r| {
+                let json = r.json(renderer);
+                let value: Value = serde_json::from_str(&json).ok()?;
+                let id = value.get("id")?.as_str()?.to_string();
+                (!kept.contains(&id.as_str())).then_some(id)
+            })
+            .collect();
+        for id in gone {
+            self.collection_mut(Kind::SubscriptionItem).remove(&id);
+        }
+    }
+
     /// Renders every seeded object not yet rendered.
     pub fn render_all(&self) {
-        for kind in [
-            Kind::Customer,
-            Kind::Subscription,
-            Kind::Invoice,
-            Kind::Charge,
-            Kind::Event,
-        ] {
-            for record in self.collection(kind).iter_newest_first() {
+        for collection in &self.collections {
+            for record in collection.iter_newest_first() {
                 record.json(&self.renderer);
             }
         }
@@ -534,6 +690,29 @@ impl AccountData {
     pub fn object(&self, kind: Kind, id: &str) -> Option<Value> {
         let record = self.collection(kind).get(id)?;
         serde_json::from_str(&record.json(&self.renderer)).ok()
+    }
+
+    /// An invoice with every line (the stored invoice embeds the first page only).
+    pub fn full_invoice(&self, id: &str) -> Option<Value> {
+        let record = self.collection(Kind::Invoice).get(id)?;
+        match &record.body {
+            Body::Seeded(seeded, _) => seeded.render_full(&self.renderer),
+            Body::Json(json) => serde_json::from_str(json).ok(),
+        }
+    }
+}
+
+impl Lookup for AccountData {
+    fn canonical(&self, kind: Kind, id: &str) -> Option<Value> {
+        self.object(kind, id)
+    }
+
+    fn invoice_of_charge(&self, charge: &str) -> Option<String> {
+        self.charge_invoice.get(charge).cloned()
+    }
+
+    fn charge_of_invoice(&self, invoice: &str) -> Option<String> {
+        self.invoice_charge.get(invoice).cloned()
     }
 }
 
@@ -552,11 +731,7 @@ mod tests {
             prices: Vec::new(),
             coupons: Vec::new(),
         };
-        Renderer {
-            owner,
-            catalog,
-            api_version: crate::objects::API_VERSION.into(),
-        }
+        Renderer { owner, catalog }
     }
 
     fn collection(n: i64) -> Collection {

@@ -10,12 +10,17 @@ use serde_json::{json, Value};
 
 use crate::faults::lock;
 use crate::objects::{self, random_id, EventSpec};
+use crate::render;
 use crate::state::{read, write, StubState};
+use crate::store::Kind;
+use crate::version::Version;
 
 /// Where events go, and the endpoint's signing secret.
 pub(crate) struct Target {
     pub url: Option<String>,
     pub secret: String,
+    /// The endpoint's API version: events are rendered in it (the stub's by default).
+    pub api_version: Option<String>,
 }
 
 /// One delivery attempt.
@@ -40,8 +45,13 @@ impl Delivery {
 pub struct EmitOptions {
     /// The event's `created`; now by default.
     pub created: Option<i64>,
-    /// The event's `api_version`; the stub's by default.
+    /// The event's `api_version` (its object is rendered in it); the webhook endpoint's, else the
+    /// stub's, by default.
     pub api_version: Option<String>,
+    /// The event's `livemode`; the account's by default. The other mode's events are listed to
+    /// keys of that mode only and leave this mode's objects alone (as Stripe keeps test and live
+    /// data apart, yet sends both modes' events of a connected account to a live Connect endpoint).
+    pub livemode: Option<bool>,
     /// `data.previous_attributes`; for `*.updated` computed from the stored object by default.
     pub previous_attributes: Option<Value>,
     /// Leave the event undelivered (it is still listed by `/v1/events`).
@@ -62,7 +72,11 @@ impl Webhooks {
             .build()
             .context("building the webhook HTTP client")?;
         Ok(Webhooks {
-            target: RwLock::new(Target { url, secret }),
+            target: RwLock::new(Target {
+                url,
+                secret,
+                api_version: None,
+            }),
             deliveries: Mutex::new(Vec::new()),
             client,
         })
@@ -70,6 +84,14 @@ impl Webhooks {
 
     pub fn has_target(&self) -> bool {
         read(&self.target).url.is_some()
+    }
+
+    pub fn api_version(&self) -> Option<String> {
+        read(&self.target).api_version.clone()
+    }
+
+    pub fn set_api_version(&self, version: Option<String>) {
+        write(&self.target).api_version = version;
     }
 
     pub fn set_target(&self, url: Option<String>, secret: Option<String>) {
@@ -142,11 +164,29 @@ impl StubState {
             .ok_or_else(|| anyhow!("unknown account {account_id}"))?;
         let now = self.now();
         let deliver = !options.skip_delivery && self.webhooks.has_target();
+        let api_version = options
+            .api_version
+            .or_else(|| self.webhooks.api_version())
+            .unwrap_or_else(|| self.api_version.clone());
+        let version = Version::parse(&api_version)
+            .ok_or_else(|| anyhow!("{api_version:?} is not a Stripe API version"))?;
         let event = {
             let mut data = write(&account);
-            let previous = data.apply(event_type, &mut object, now)?;
+            let livemode = options.livemode.unwrap_or(data.livemode);
+            let other_mode = livemode != data.livemode;
+            let mut previous = None;
+            if other_mode {
+                // The other mode's data is not kept: the object is only announced.
+                object["livemode"] = Value::Bool(livemode);
+                let mut found = render::Normalized::default();
+                render::normalize(&mut object, &mut found);
+            } else {
+                previous = data.apply(event_type, &mut object, now)?;
+            }
+            render::downgrade(&mut object, version, &*data);
             let previous_attributes = options.previous_attributes.or_else(|| {
-                let old = previous.filter(|_| event_type.ends_with(".updated"))?;
+                let mut old = previous.filter(|_| event_type.ends_with(".updated"))?;
+                render::downgrade(&mut old, version, &*data);
                 objects::previous_attributes(&old, &object)
             });
             let mut rng = rand::thread_rng();
@@ -154,16 +194,20 @@ impl StubState {
                 id: random_id(&mut rng, "evt_", 24),
                 event_type,
                 created: options.created.unwrap_or(now),
-                api_version: options.api_version.as_deref().unwrap_or(&self.api_version),
+                api_version: &api_version,
                 account_id,
-                livemode: data.livemode,
+                livemode,
                 object,
                 previous_attributes,
                 pending_webhooks: u32::from(deliver),
                 request_id: Some(random_id(&mut rng, "req_", 14)),
             });
             let id = event["id"].as_str().unwrap_or_default().to_string();
-            data.events.upsert(id, &event);
+            if other_mode {
+                data.other_mode_events.upsert(id, &event);
+            } else {
+                data.collection_mut(Kind::Event).upsert(id, &event);
+            }
             event
         };
         if deliver {

@@ -586,3 +586,359 @@ fn ten_thousand_customer_seed_is_quick() {
     assert_eq!(counts.subscriptions, 10_000);
     assert!(counts.total() > 70_000);
 }
+
+async fn get_versioned(
+    stub: &StubHandle,
+    token: &str,
+    path: &str,
+    version: &str,
+) -> (StatusCode, HeaderMap, Value) {
+    let response = Client::new()
+        .get(format!("{}{path}", stub.base_url))
+        .bearer_auth(token)
+        .header("Stripe-Version", version)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    (
+        status,
+        headers,
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn stripe_version_selects_the_shape() {
+    let (stub, token) = stub().await;
+    let sub = stub.subscriptions_of(DEV_ACCOUNT_ID, known::FOREVER_COUPON_ID)[0].clone();
+    let sub_path = format!("/v1/subscriptions/{}", sub["id"].as_str().unwrap());
+
+    // Pinned (default): discounts are ids; no singular discount; periods on items.
+    let (_, headers, endive) = get(&stub, &token, &sub_path).await;
+    assert_eq!(headers["stripe-version"], stripe_stub::API_VERSION);
+    assert!(endive.get("discount").is_none());
+    assert!(endive.get("current_period_end").is_none());
+    let discount_id = endive["discounts"][0].as_str().unwrap().to_string();
+    assert!(discount_id.starts_with("di_"));
+    assert!(endive["items"]["data"][0]["current_period_end"].is_i64());
+
+    // Clover and endive: the discount's coupon is `source.coupon`, an id.
+    let expand = format!("{sub_path}?expand[]=discounts");
+    for version in ["2025-09-30.clover", stripe_stub::API_VERSION] {
+        let (_, _, s) = get_versioned(&stub, &token, &expand, version).await;
+        assert_eq!(
+            s["discounts"][0]["source"]["coupon"],
+            stripe_stub::COUPON_FOREVER
+        );
+        assert!(s["discounts"][0].get("coupon").is_none());
+    }
+    // Basil: ids too, but an expanded discount carries its coupon; no `source` yet.
+    let (_, headers, basil) = get_versioned(&stub, &token, &expand, "2025-03-31.basil").await;
+    assert_eq!(headers["stripe-version"], "2025-03-31.basil");
+    assert!(basil.get("discount").is_none());
+    assert_eq!(basil["discounts"][0]["coupon"]["percent_off"], 20.0);
+    assert!(basil["discounts"][0].get("source").is_none());
+    let (_, _, basil) = get_versioned(&stub, &token, &sub_path, "2025-03-31.basil").await;
+    assert_eq!(basil["discounts"], json!([discount_id]));
+
+    // 2024-06-20: the singular discount with its coupon, periods on the subscription.
+    let (_, _, acacia) = get_versioned(&stub, &token, &sub_path, "2024-06-20").await;
+    assert_eq!(acacia["discount"]["id"], discount_id.as_str());
+    assert_eq!(acacia["discount"]["coupon"]["duration"], "forever");
+    assert_eq!(
+        acacia["current_period_end"],
+        endive["items"]["data"][0]["current_period_end"]
+    );
+    assert!(acacia["items"]["data"][0]
+        .get("current_period_end")
+        .is_none());
+
+    // Invoices and charges: `invoice.subscription`, `invoice.charge` and `charge.invoice`
+    // before basil; `parent.subscription_details` since.
+    let invoice = stub
+        .invoice(DEV_ACCOUNT_ID, sub["latest_invoice"].as_str().unwrap())
+        .unwrap();
+    let invoice_path = format!("/v1/invoices/{}", invoice["id"].as_str().unwrap());
+    let (_, _, endive_invoice) = get(&stub, &token, &invoice_path).await;
+    assert!(endive_invoice.get("subscription").is_none());
+    assert_eq!(
+        endive_invoice["parent"]["subscription_details"]["subscription"],
+        sub["id"]
+    );
+    let (_, _, old_invoice) = get_versioned(&stub, &token, &invoice_path, "2024-06-20").await;
+    assert_eq!(old_invoice["subscription"], sub["id"]);
+    assert!(old_invoice.get("parent").is_none());
+    let charge_id = old_invoice["charge"].as_str().unwrap();
+    let charge_path = format!("/v1/charges/{charge_id}");
+    let (_, _, old_charge) = get_versioned(&stub, &token, &charge_path, "2024-06-20").await;
+    assert_eq!(old_charge["invoice"], invoice["id"]);
+    let (_, _, charge) = get_versioned(&stub, &token, &charge_path, "2025-03-31.basil").await;
+    assert!(charge.get("invoice").is_none());
+    let (_, _, legacy_line) = get_versioned(&stub, &token, &invoice_path, "2020-08-27").await;
+    assert_eq!(legacy_line["lines"]["data"][0]["type"], "subscription");
+    assert!(legacy_line["lines"]["data"][0]["price"]["id"].is_string());
+
+    let (status, _, error) = get_versioned(&stub, &token, &sub_path, "yesterday").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error["error"]["type"], "invalid_request_error");
+}
+
+#[tokio::test]
+async fn expand_follows_any_path_and_refuses_what_stripe_refuses() {
+    let (stub, token) = stub().await;
+    // Query encodings: `expand[]=` and `expand[N]=`, through list `data`.
+    let (status, _, list) = get(
+        &stub,
+        &token,
+        "/v1/subscriptions?customer=cus_ForeverCoupon&expand%5B0%5D=data.discounts&expand[1]=data.discounts.source.coupon&expand[]=data.customer",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let subs = list["data"].as_array().unwrap();
+    let forever = subs
+        .iter()
+        .find(|s| s["customer"]["id"] == known::FOREVER_COUPON_ID)
+        .unwrap();
+    assert_eq!(forever["customer"]["object"], "customer");
+    assert_eq!(forever["discounts"][0]["object"], "discount");
+    assert_eq!(
+        forever["discounts"][0]["source"]["coupon"]["id"],
+        stripe_stub::COUPON_FOREVER
+    );
+    let amount_off = stub.subscriptions_of(DEV_ACCOUNT_ID, known::AMOUNT_OFF_ID)[0]["id"].clone();
+    let (_, _, amount_off) = get(
+        &stub,
+        &token,
+        &format!(
+            "/v1/subscriptions/{}?expand[]=discounts.source.coupon",
+            amount_off.as_str().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(
+        amount_off["discounts"][0]["source"]["coupon"]["amount_off"],
+        500
+    );
+    // Nested lists and other references.
+    let invoice = &forever["latest_invoice"];
+    let (status, _, expanded) = get(
+        &stub,
+        &token,
+        &format!(
+            "/v1/invoices/{}?expand[]=customer&expand[]=lines.data.subscription&expand[]=total_discount_amounts.discount",
+            invoice.as_str().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{expanded}");
+    assert_eq!(expanded["customer"]["id"], known::FOREVER_COUPON_ID);
+    assert_eq!(
+        expanded["lines"]["data"][0]["subscription"]["id"],
+        forever["id"]
+    );
+    assert_eq!(
+        expanded["total_discount_amounts"][0]["discount"]["object"],
+        "discount"
+    );
+
+    for (query, fragment) in [
+        ("expand[]=data.email", "cannot be expanded"),
+        ("expand[]=data.nonexistent", "cannot be expanded"),
+        ("expand[]=data.items", "cannot be expanded"),
+        (
+            "expand[]=data.items.data.discounts.source.coupon",
+            "more than 4 levels",
+        ),
+        ("expand[]=discounts", "cannot be expanded"),
+    ] {
+        let (status, _, error) = get(&stub, &token, &format!("/v1/subscriptions?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(error["error"]["type"], "invalid_request_error");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains(fragment), "{query}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn embedded_item_lists_page_like_stripe() {
+    let (stub, token) = stub().await;
+    let sub = stub.subscriptions_of(DEV_ACCOUNT_ID, known::MANY_ITEMS_ID)[0].clone();
+    let id = sub["id"].as_str().unwrap();
+    let (_, _, fetched) = get(&stub, &token, &format!("/v1/subscriptions/{id}")).await;
+    let embedded = ids(&fetched["items"]);
+    assert_eq!(embedded.len(), 10);
+    assert_eq!(fetched["items"]["has_more"], true);
+    let url = fetched["items"]["url"].as_str().unwrap().to_string();
+    assert_eq!(url, format!("/v1/subscription_items?subscription={id}"));
+
+    // The list behind `url`, oldest first like the embedded page, in pages of 5.
+    let all = list_all(
+        &stub,
+        &token,
+        "/v1/subscription_items",
+        &format!("&subscription={id}"),
+        5,
+    )
+    .await;
+    assert_eq!(all.len(), stripe_stub::MANY_ITEMS);
+    assert_eq!(all[..10], embedded[..]);
+    // Continuing after the embedded page gives the rest.
+    let (_, _, rest) = get(
+        &stub,
+        &token,
+        &format!("{url}&starting_after={}", embedded[9]),
+    )
+    .await;
+    assert_eq!(ids(&rest), all[10..].to_vec());
+    assert_eq!(rest["has_more"], false);
+    let (_, _, before) = get(
+        &stub,
+        &token,
+        &format!("{url}&limit=3&ending_before={}", all[5]),
+    )
+    .await;
+    assert_eq!(ids(&before), all[2..5].to_vec());
+    assert_eq!(before["has_more"], true);
+    let (status, _, error) = get(&stub, &token, "/v1/subscription_items").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error["error"]["param"], "subscription");
+
+    // The invoice lines of that subscription page the same way.
+    let invoice = sub["latest_invoice"].as_str().unwrap();
+    let (_, _, inv) = get(&stub, &token, &format!("/v1/invoices/{invoice}")).await;
+    assert_eq!(inv["lines"]["data"].as_array().unwrap().len(), 10);
+    assert_eq!(inv["lines"]["has_more"], true);
+    let lines = list_all(
+        &stub,
+        &token,
+        &format!("/v1/invoices/{invoice}/lines"),
+        "",
+        4,
+    )
+    .await;
+    assert_eq!(lines.len(), stripe_stub::MANY_ITEMS);
+}
+
+#[tokio::test]
+async fn events_of_the_other_mode_and_endpoint_versions() {
+    let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                let signature = headers["stripe-signature"].to_str().unwrap().to_string();
+                sink.lock().unwrap().push((signature, body.to_vec()));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let config = StubConfig {
+        webhook_url: Some(format!("http://127.0.0.1:{port}/hook")),
+        ..StubConfig::dev()
+    };
+    let stub = stripe_stub::start(config).await.unwrap();
+    let test_key = stub.issue_token(DEV_ACCOUNT_ID, "read_only");
+    let live_key = stub.issue_token_in_mode(DEV_ACCOUNT_ID, "read_only", true);
+    let client = Client::new();
+
+    // A live event of a test-mode account, through the control API: delivered, listed to a
+    // live key only, and the test-mode object is untouched.
+    let mut sub = stub.subscriptions_of(DEV_ACCOUNT_ID, known::FOREVER_COUPON_ID)[0].clone();
+    sub["items"]["data"][0]["quantity"] = json!(40);
+    let answer: Value = client
+        .post(format!("{}/_stub/events", stub.base_url))
+        .json(&json!({"type": "customer.subscription.updated", "object": sub, "livemode": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["livemode"], true);
+    assert_eq!(answer["data"]["object"]["livemode"], true);
+    let event_id = answer["id"].as_str().unwrap();
+    let (_, _, test_events) = get(&stub, &test_key, "/v1/events?limit=100").await;
+    assert!(!ids(&test_events).contains(&event_id.to_string()));
+    let (_, _, live_events) = get(&stub, &live_key, "/v1/events").await;
+    assert_eq!(ids(&live_events), [event_id]);
+    let (_, _, live_customers) = get(&stub, &live_key, "/v1/customers").await;
+    assert!(
+        ids(&live_customers).is_empty(),
+        "the live mode has no objects"
+    );
+    let stored = stub
+        .subscription(DEV_ACCOUNT_ID, sub["id"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(stored["items"]["data"][0]["quantity"], 3);
+    assert_eq!(stored["livemode"], false);
+
+    // The endpoint's version renders the event's object.
+    let set = client
+        .post(format!("{}/_stub/webhook", stub.base_url))
+        .json(&json!({"url": format!("http://127.0.0.1:{port}/hook"), "api_version": "2024-06-20"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), StatusCode::NO_CONTENT);
+    let mut sub = stored.clone();
+    sub["items"]["data"][0]["quantity"] = json!(4);
+    let event = stub
+        .emit(DEV_ACCOUNT_ID, "customer.subscription.updated", sub)
+        .await
+        .unwrap();
+    assert_eq!(event["api_version"], "2024-06-20");
+    let object = &event["data"]["object"];
+    assert_eq!(
+        object["discount"]["coupon"]["id"],
+        stripe_stub::COUPON_FOREVER
+    );
+    assert!(object["current_period_end"].is_i64());
+    assert_eq!(
+        event["data"]["previous_attributes"],
+        json!({"items": stored_items_in_2024(&stub, &stored)})
+    );
+    let (_, body) = received.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap(), event);
+    // Stored in the pinned shape whatever version it was announced in.
+    let now = stub
+        .subscription(
+            DEV_ACCOUNT_ID,
+            event["data"]["object"]["id"].as_str().unwrap(),
+        )
+        .unwrap();
+    assert!(now.get("discount").is_none());
+    assert_eq!(now["items"]["data"][0]["quantity"], 4);
+
+    stub.set_webhook_api_version(Some("2025-03-31.basil"));
+    let coupon = stub
+        .object(
+            DEV_ACCOUNT_ID,
+            stripe_stub::Kind::Coupon,
+            stripe_stub::COUPON_FOREVER,
+        )
+        .unwrap();
+    let event = stub
+        .emit(DEV_ACCOUNT_ID, "coupon.updated", coupon)
+        .await
+        .unwrap();
+    assert_eq!(event["api_version"], "2025-03-31.basil");
+}
+
+/// The item list of `subscription` as 2024-06-20 renders it (no item periods).
+fn stored_items_in_2024(stub: &StubHandle, subscription: &Value) -> Value {
+    stub.render(
+        DEV_ACCOUNT_ID,
+        subscription,
+        stripe_stub::Version::V2024_06_20,
+        &[],
+    )
+    .unwrap()["items"]
+        .clone()
+}
