@@ -148,7 +148,7 @@ impl Browser {
                     "--disable-gpu",
                     "--no-first-run",
                     "--disable-extensions",
-                    "--window-size=1280,1120",
+                    "--window-size=1280,1400",
                     format!("--user-data-dir={}", profile.display()),
                 ],
             }),
