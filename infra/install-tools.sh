@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Python dev tooling (moto server, boto3, cfn-lint, aws-sam-cli, stripe, PyYAML) into
 # <repo>/.venv from the pins in infra/requirements-dev.txt. Idempotent: a re-run with unchanged pins
-# returns at once. Needs python3 (3.10+) with pip and access to PyPI only.
+# returns at once. Needs python3 (3.10+) with pip and access to PyPI only. Also installs Debian's
+# chromium and chromium-driver (apt, as root) when missing, for the dashboard's browser tests.
 #
 #   infra/install-tools.sh            dev/test tools
 #   infra/install-tools.sh --deploy   also cargo-lambda + ziglang (for `sam build`; not used by tests)
@@ -91,4 +92,18 @@ done
 if [ "$deploy" = 1 ] && [ ! -x "$VENV/bin/cargo-lambda" ]; then
   rm -f "$VENV/.stamp-requirements-deploy"
   install_reqs "$INFRA/requirements-deploy.txt"
+fi
+
+# Headless Chromium and its WebDriver, for the dashboard's browser tests (tests/tests/browser.rs), from
+# Debian's packages. Quiet when both are there; needs root (or an existing install) otherwise.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing chromium and chromium-driver (Debian packages) for the browser tests"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      chromium chromium-driver fonts-dejavu-core >/dev/null
+  else
+    say "chromium/chromedriver missing and apt-get unusable here: the browser tests will fail;" \
+      "install the Debian packages chromium and chromium-driver"
+  fi
 fi

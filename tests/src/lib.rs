@@ -15,6 +15,7 @@ use shared::auth::{mint_dev_token, Claims, Role};
 use shared::store::Store;
 use stripe_stub::{StubConfig, StubHandle};
 
+pub mod browser;
 pub mod fault_proxy;
 pub const WEBHOOK_SECRET: &str = "whsec_integration_tests";
 pub const PLATFORM_KEY: &str = "sk_test_platform_integration";
@@ -228,6 +229,14 @@ impl TestStack {
     }
 
     pub async fn start_with(stub_config: StubConfig) -> anyhow::Result<TestStack> {
+        Self::start_on(local_settings(), stub_config).await
+    }
+
+    /// A stack with other settings (e.g. OAuth outcomes sent to the stack's own dashboard page).
+    pub async fn start_on(
+        settings: LocalSettings<'_>,
+        stub_config: StubConfig,
+    ) -> anyhow::Result<TestStack> {
         // TEST_LOG=1 shows the functions' logs (pretty) when debugging a test.
         if std::env::var("TEST_LOG").is_ok() {
             std::env::set_var("LOG_FORMAT", "pretty");
@@ -239,7 +248,7 @@ impl TestStack {
             listener,
             base_url,
             mut env,
-        } = LocalParts::start(local_settings(), stub_config).await?;
+        } = LocalParts::start(settings, stub_config).await?;
         env.insert("LOG_FORMAT".into(), "pretty".into());
         export_env(&env);
         let aws = shared::aws::AwsClients::from_env().await;

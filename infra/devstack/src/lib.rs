@@ -3,6 +3,7 @@
 //! queues; the tier schedules on timers; dev JWT minting per docs/api.md. In AWS the same handlers run
 //! under `lambda_runtime`.
 
+mod dashboard;
 pub mod local_aws;
 mod pollers;
 
@@ -81,11 +82,11 @@ pub async fn start(
     };
     let app = Router::new()
         .route("/dev/token", get(dev_token))
-        .route("/dev/dashboard", get(dev_dashboard))
         .with_state(auth.clone())
         .merge(fn_oauth::router(oauth))
         .merge(fn_webhook::router(webhook))
         .merge(fn_api::router(api))
+        .merge(dashboard::router())
         .layer(middleware::from_fn_with_state(auth, dev_authorizer));
 
     let mut tasks = vec![tokio::spawn(async move {
@@ -135,13 +136,6 @@ async fn dev_authorizer(State(auth): State<DevAuth>, mut req: Request, next: Nex
         req.extensions_mut().insert(claims);
     }
     next.run(req).await
-}
-
-/// Where the OAuth callback sends the browser locally (the real dashboard in production).
-async fn dev_dashboard(
-    Query(q): Query<std::collections::BTreeMap<String, String>>,
-) -> Json<serde_json::Value> {
-    Json(json!({"dashboard": "local stand-in", "query": q}))
 }
 
 #[derive(Deserialize)]

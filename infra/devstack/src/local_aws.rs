@@ -141,7 +141,7 @@ pub struct LocalSettings<'a> {
     pub stub_port: u16,
     pub webhook_secret: &'a str,
     pub platform_key: &'a str,
-    /// Where OAuth outcomes redirect; `None` is the dev stack's own `/dev/dashboard` page.
+    /// Where OAuth outcomes redirect; `None` is the dev stack's reference dashboard at `/`.
     pub dashboard_url: Option<&'a str>,
 }
 
@@ -166,7 +166,7 @@ impl LocalParts {
         let stub = stripe_stub::start(stub_config.clone()).await?;
         let dashboard_url = settings
             .dashboard_url
-            .map_or_else(|| format!("{base_url}/dev/dashboard"), str::to_string);
+            .map_or_else(|| format!("{base_url}/"), str::to_string);
         for (k, v) in function_env(
             &moto.endpoint,
             &stub.base_url,
