@@ -308,7 +308,8 @@ async fn backfill_rides_out_stripe_timeouts_with_complete_counts() {
     assert_eq!(run["status"], "succeeded", "{run}");
     let truth = stack.stub.counts(ACCOUNT).unwrap();
     let expected = json!({"customers": truth.customers, "subscriptions": truth.subscriptions, "invoices": truth.invoices,
-                          "charges": truth.charges, "products": truth.products, "prices": truth.prices});
+                          "charges": truth.charges, "products": truth.products, "prices": truth.prices,
+                          "other_mode_events": 0});
     assert_eq!(
         run["counts"], expected,
         "every object listed once despite the timeouts: {run}"
