@@ -84,7 +84,7 @@ function minorDigits(currency) {
   return f ? f.resolvedOptions().maximumFractionDigits : 2;
 }
 
-// Money is an integer in the currency's minor unit plus a currency code (API.md).
+// Money is an integer in the currency's minor unit plus a currency code (docs/api.md).
 function money(amount, currency) {
   if (amount === null || amount === undefined) return "—";
   const f = currencyFormat(currency);

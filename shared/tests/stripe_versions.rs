@@ -1,7 +1,7 @@
 //! One customer's lifecycle, delivered as events in each API version Stripe still sends
 //! (fixtures in `fixtures/stripe-versions/`, shaped after each version's published definitions),
 //! ends in the same panel and metrics; and both equal an independent computation from Stripe's
-//! documented definitions (billing-analytics glossary, API.md "Definitions") written here from
+//! documented definitions (billing-analytics glossary, docs/api.md "Definitions") written here from
 //! scratch over the raw events, sharing no code with the projection.
 
 use std::collections::{BTreeMap, HashMap};
@@ -373,7 +373,7 @@ impl Oracle {
         })
     }
 
-    /// The panel figures the glossary and API.md define: MRR, LTV, status, plan, last invoice.
+    /// The panel figures the glossary and docs/api.md define: MRR, LTV, status, plan, last invoice.
     fn panel(&self, evs: &[Value], until: i64) -> Value {
         let subs = Self::latest(evs, "subscription", until);
         let sub = subs.values().next().unwrap();

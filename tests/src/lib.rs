@@ -302,14 +302,27 @@ impl TestStack {
         &self,
         workspace_id: &str,
     ) -> anyhow::Result<(String, String)> {
-        let path = "/v1/stripe/customers?status=active&limit=1";
-        let (status, list) = self.get(workspace_id, Role::Agent, path).await?;
-        anyhow::ensure!(status == 200, "{path} answered {status}: {list}");
-        let c = &list["data"][0]["customer"];
-        let field = |name: &str| c[name].as_str().map(str::to_string);
-        field("id")
-            .zip(field("email"))
-            .with_context(|| format!("no active customer with an email: {list}"))
+        // A filtered page may come back empty with a cursor: follow it (bounded).
+        let mut path = "/v1/stripe/customers?status=active&limit=10".to_string();
+        for _ in 0..100 {
+            let (status, list) = self.get(workspace_id, Role::Agent, &path).await?;
+            anyhow::ensure!(status == 200, "{path} answered {status}: {list}");
+            let found = list["data"].as_array().into_iter().flatten().find_map(|p| {
+                let c = &p["customer"];
+                let field = |name: &str| c[name].as_str().map(str::to_string);
+                field("id").zip(field("email"))
+            });
+            if let Some(found) = found {
+                return Ok(found);
+            }
+            match list["next_cursor"].as_str() {
+                Some(cursor) => {
+                    path = format!("/v1/stripe/customers?status=active&limit=10&cursor={cursor}")
+                }
+                None => break,
+            }
+        }
+        anyhow::bail!("no active customer with an email in {workspace_id}")
     }
 
     pub async fn send(

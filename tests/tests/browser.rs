@@ -423,7 +423,7 @@ async fn browser_oauth_capture_is_refused() -> anyhow::Result<()> {
         .await?;
     attacker.shot("attacker-still-not-connected").await?;
 
-    // And Stripe is asked to prompt every time (API.md).
+    // And Stripe is asked to prompt every time (docs/api.md).
     ensure!(
         authorize_url.contains("always_prompt=true"),
         "authorize_url lacks always_prompt=true: {authorize_url}"

@@ -15,8 +15,12 @@ const VERSIONS: [&str; 3] = ["2025-03-31.basil", "2025-09-30.clover", "2026-10-2
 /// The version's lifecycle, with the version's own customer, subscription, invoice and charge
 /// ids (coupons and discounts are shared), sent to the stand-in's account.
 fn lifecycle(version: &str, tag: &str) -> Vec<Value> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/tests/fixtures/stripe-versions")
+    // The fixtures live beside the shared crate's own version tests (this crate's sibling).
+    let repo_root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits in the repository");
+    let path = repo_root
+        .join("shared/tests/fixtures/stripe-versions")
         .join(version)
         .join("lifecycle.json");
     let text = std::fs::read_to_string(&path).expect("fixture exists");

@@ -6,7 +6,7 @@
 //! `diff(old, new)` on every write, so stored sums telescope to the contributions of the final
 //! aggregates and inherit their order independence.
 //!
-//! Keys: every figure is per currency, counts included (API.md "Metrics"): a subscription counts
+//! Keys: every figure is per currency, counts included (docs/api.md "Metrics"): a subscription counts
 //! in its currency, a payment in its charge's, a customer in the customer's billing currency
 //! (`currency`, else their subscriptions', else their charges'; a customer never billed in any
 //! currency is in no currency's count). [`ANY_CURRENCY`] rows are no longer written.

@@ -21,7 +21,7 @@ pub struct Money {
     pub currency: String,
 }
 
-/// The plan: the per-unit amount and the quantity, never their product (API.md "Panel").
+/// The plan: the per-unit amount and the quantity, never their product (docs/api.md "Panel").
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PanelPlan {
