@@ -31,6 +31,12 @@ pub const REVOCATION_PENDING: &str = "revocation_pending";
 pub const REVOCATION_FAILED: &str = "revocation_failed";
 pub const ACCOUNT_IN_USE: &str = "account_in_use";
 
+/// Whether a card note belongs to a revocation at Stripe, which only the revocation's own job
+/// clears: a sync that finishes (or fails) after the disconnect must not hide it.
+pub fn is_revocation_note(code: &str) -> bool {
+    code == REVOCATION_PENDING || code == REVOCATION_FAILED
+}
+
 /// Delay before each retry of a revocation (SQS allows at most 900 s).
 pub const RETRY_DELAYS: [i32; 12] = [5, 30, 60, 120, 300, 600, 900, 900, 900, 900, 900, 900];
 /// Items one purge message deletes before re-queuing itself.

@@ -490,11 +490,13 @@ async fn succeed(
             }
             free_slot(c, &run.id);
             c.last_sync_at = Some(finished);
-            c.last_error = rejected.as_ref().map(|message| LastError {
-                code: CUSTOMERS_SKIPPED.into(),
-                message: message.clone(),
-                at: finished,
-            });
+            if !keeps_revocation_note(c) {
+                c.last_error = rejected.as_ref().map(|message| LastError {
+                    code: CUSTOMERS_SKIPPED.into(),
+                    message: message.clone(),
+                    at: finished,
+                });
+            }
             if let Some(id) = &done.newest_event {
                 c.event_cursor = Some(id.clone());
             }
@@ -571,11 +573,13 @@ async fn record_failure(
                 return false;
             }
             free_slot(c, &run.id);
-            c.last_error = Some(LastError {
-                code: code.into(),
-                message: message.into(),
-                at,
-            });
+            if !keeps_revocation_note(c) {
+                c.last_error = Some(LastError {
+                    code: code.into(),
+                    message: message.into(),
+                    at,
+                });
+            }
             if revoked && c.status == ConnectionStatus::Active {
                 c.status = ConnectionStatus::NeedsReconnect;
                 c.erase_tokens();
@@ -612,4 +616,11 @@ async fn record_failure(
         )
         .await;
     Ok(())
+}
+
+/// A revocation note on the card outlives any sync that ends after the disconnect.
+fn keeps_revocation_note(c: &crate::store::connections::Connection) -> bool {
+    c.last_error
+        .as_ref()
+        .is_some_and(|e| crate::lifecycle::is_revocation_note(&e.code))
 }
