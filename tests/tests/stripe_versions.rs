@@ -89,6 +89,39 @@ async fn final_panels(stack: &TestStack, ws: &str, tags: &[String]) {
 }
 
 /// Each version's lifecycle adds the same figures (the stand-in's own data is subtracted).
+/// The lifecycle's expected metric changes, each version once: (field, change).
+fn expected_deltas() -> [(&'static str, i64); 6] {
+    let n = VERSIONS.len() as i64;
+    [
+        ("churned_subscriptions", n),
+        ("new_subscriptions", n),
+        ("total_revenue", n * 3800),
+        ("failed_payments", n),
+        ("customer_count", n),
+        ("mrr", 0),
+    ]
+}
+
+/// The metrics once every lifecycle event is projected: a panel can read final while a charge
+/// event of the same lifecycle is still queued, so wait (bounded) for the figures to settle.
+async fn settled_metrics(stack: &TestStack, ws: &str, path: &str, before: &Value) -> Value {
+    let settled = eventually(Duration::from_secs(30), || async {
+        let (_, after) = stack.get(ws, Role::Viewer, path).await.ok()?;
+        expected_deltas()
+            .iter()
+            .all(|(f, d)| match (after[*f].as_i64(), before[*f].as_i64()) {
+                (Some(a), Some(b)) => a - b == *d,
+                _ => false,
+            })
+            .then_some(after)
+    })
+    .await;
+    match settled {
+        Some(after) => after,
+        None => stack.get(ws, Role::Viewer, path).await.unwrap().1,
+    }
+}
+
 fn assert_lifecycle_deltas(before: &Value, after: &Value) {
     let n = VERSIONS.len() as i64;
     let delta = |f: &str| after[f].as_i64().unwrap() - before[f].as_i64().unwrap();
@@ -168,10 +201,7 @@ async fn every_version_ends_in_the_same_panel_and_metrics_through_webhooks() {
     final_panels(&stack, ws, &tags).await;
 
     let n = VERSIONS.len() as i64;
-    let (_, after) = stack
-        .get(ws, Role::Viewer, &metrics_path(t0, end))
-        .await
-        .unwrap();
+    let after = settled_metrics(&stack, ws, &metrics_path(t0, end), &before).await;
     assert_lifecycle_deltas(&before, &after);
 
     // While subscribed with the forever 20% coupon at quantity 3: 4800 each.
@@ -405,9 +435,6 @@ async fn every_version_ends_in_the_same_panel_and_metrics_through_the_events_api
     }
 
     final_panels(&stack, ws, &tags).await;
-    let (_, after) = stack
-        .get(ws, Role::Viewer, &metrics_path(first, last))
-        .await
-        .unwrap();
+    let after = settled_metrics(&stack, ws, &metrics_path(first, last), &before).await;
     assert_lifecycle_deltas(&before, &after);
 }
