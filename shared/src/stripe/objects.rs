@@ -54,20 +54,25 @@ pub mod lenient {
         }
     }
 
-    /// A list that may be a bare array or a Stripe list object `{"data": [...]}`; elements that do
-    /// not parse are skipped.
-    pub fn list<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(
-        d: D,
-    ) -> Result<Vec<T>, D::Error> {
-        let v = Value::deserialize(d)?;
-        let items = match v {
+    /// The elements of a bare array or of a Stripe list object `{"data": [...]}`; anything else
+    /// has none.
+    fn list_elements(v: Value) -> Vec<Value> {
+        match v {
             Value::Array(a) => a,
             Value::Object(mut m) => match m.remove("data") {
                 Some(Value::Array(a)) => a,
                 _ => Vec::new(),
             },
             _ => Vec::new(),
-        };
+        }
+    }
+
+    /// A list that may be a bare array or a Stripe list object `{"data": [...]}`; elements that do
+    /// not parse are skipped.
+    pub fn list<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(
+        d: D,
+    ) -> Result<Vec<T>, D::Error> {
+        let items = list_elements(Value::deserialize(d)?);
         Ok(items
             .into_iter()
             .filter_map(|i| serde_json::from_value(i).ok())
@@ -79,15 +84,7 @@ pub mod lenient {
     pub fn refs<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(
         d: D,
     ) -> Result<Vec<T>, D::Error> {
-        let v = Value::deserialize(d)?;
-        let items = match v {
-            Value::Array(a) => a,
-            Value::Object(mut m) => match m.remove("data") {
-                Some(Value::Array(a)) => a,
-                _ => Vec::new(),
-            },
-            _ => Vec::new(),
-        };
+        let items = list_elements(Value::deserialize(d)?);
         Ok(items
             .into_iter()
             .filter_map(|i| match i {
