@@ -13,13 +13,14 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::secrets::Secret;
-use crate::store::connections::Connection;
 use crate::stripe::client::AccountCredential;
 
 #[derive(Debug, Error)]
 pub enum VaultError {
-    #[error("the key service refused or failed: {0}")]
-    Kms(String),
+    /// KMS refused or failed (throttling, network, a disabled key). Its messages never hold
+    /// key material or tokens.
+    #[error("the key service refused or failed: {}", aws_sdk_kms::error::DisplayErrorContext(.0.as_ref()))]
+    Kms(#[source] Box<aws_sdk_kms::Error>),
     #[error("the sealed token does not open under this workspace and account")]
     WrongContext,
     #[error("the sealed token is damaged")]
@@ -43,6 +44,15 @@ pub struct TokenOwner<'a> {
     pub account_id: &'a str,
 }
 
+/// What the vault needs of a stored grant to open its token: whose it is, the sealed token (none
+/// once erased) and the mode it reads. The store's connection row implements it, so the vault
+/// never depends on how a connection is stored.
+pub trait SealedGrant {
+    fn owner(&self) -> TokenOwner<'_>;
+    fn sealed_token(&self) -> Option<&SealedToken>;
+    fn livemode(&self) -> bool;
+}
+
 impl TokenOwner<'_> {
     fn aad(&self) -> Vec<u8> {
         format!(
@@ -51,6 +61,10 @@ impl TokenOwner<'_> {
         )
         .into_bytes()
     }
+}
+
+fn kms(e: impl Into<aws_sdk_kms::Error>) -> VaultError {
+    VaultError::Kms(Box::new(e.into()))
 }
 
 #[derive(Clone, Debug)]
@@ -81,7 +95,7 @@ impl Vault {
             .encryption_context("account_id", owner.account_id)
             .send()
             .await
-            .map_err(|e| VaultError::Kms(aws_sdk_kms::error::DisplayErrorContext(e).to_string()))?;
+            .map_err(kms)?;
         let plaintext_key = out.plaintext().ok_or(VaultError::Corrupt)?.as_ref();
         let encrypted_key = out.ciphertext_blob().ok_or(VaultError::Corrupt)?.as_ref();
         let cipher = Aes256Gcm::new_from_slice(plaintext_key).map_err(|_| VaultError::Corrupt)?;
@@ -103,18 +117,18 @@ impl Vault {
         })
     }
 
-    /// The connection's Stripe credential, its token opened under the connection's own tenant.
-    pub async fn credential(&self, conn: &Connection) -> Result<AccountCredential, VaultError> {
-        let sealed = conn.sealed_token.as_ref().ok_or(VaultError::Missing)?;
-        let owner = TokenOwner {
-            workspace_id: &conn.workspace_id,
-            account_id: &conn.account_id,
-        };
+    /// The grant's Stripe credential, its token opened under the grant's own tenant.
+    pub async fn credential(
+        &self,
+        grant: &impl SealedGrant,
+    ) -> Result<AccountCredential, VaultError> {
+        let sealed = grant.sealed_token().ok_or(VaultError::Missing)?;
+        let owner = grant.owner();
         let access_token = self.open(owner, sealed).await?;
         Ok(AccountCredential {
-            account_id: conn.account_id.clone(),
+            account_id: owner.account_id.to_string(),
             access_token,
-            livemode: conn.livemode,
+            livemode: grant.livemode(),
         })
     }
 
@@ -148,7 +162,7 @@ impl Vault {
                 if service {
                     VaultError::WrongContext
                 } else {
-                    VaultError::Kms(aws_sdk_kms::error::DisplayErrorContext(e).to_string())
+                    kms(e)
                 }
             })?;
         let key = out.plaintext().ok_or(VaultError::Corrupt)?.as_ref();

@@ -4,7 +4,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
 use super::{get_s, is_condition_failure, keys, n, s, Item, Store, StoreError};
-use crate::vault::SealedToken;
+use crate::vault::{SealedGrant, SealedToken, TokenOwner};
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
@@ -218,6 +218,22 @@ impl Connection {
 
     fn from_item(item: Item) -> Result<Self, StoreError> {
         serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(format!("connection: {e}")))
+    }
+}
+
+/// The vault opens a connection's token under the connection's own tenant.
+impl SealedGrant for Connection {
+    fn owner(&self) -> TokenOwner<'_> {
+        TokenOwner {
+            workspace_id: &self.workspace_id,
+            account_id: &self.account_id,
+        }
+    }
+    fn sealed_token(&self) -> Option<&SealedToken> {
+        self.sealed_token.as_ref()
+    }
+    fn livemode(&self) -> bool {
+        self.livemode
     }
 }
 
