@@ -646,32 +646,26 @@ impl Store {
         &self,
         tier: Tier,
     ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("tier")
+            .key_condition_expression("gsi2pk = :t")
+            .expression_attribute_values(":t", s(keys::tier_partition(tier.as_str())))
+            .into_paginator()
+            .items()
+            .send();
         let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name("tier")
-                .key_condition_expression("gsi2pk = :t")
-                .expression_attribute_values(":t", s(keys::tier_partition(tier.as_str())))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(StoreError::sdk)?;
-            for item in page.items() {
-                if let (Some(ws), Some(acct)) =
-                    (get_s(item, "workspace_id"), get_s(item, "account_id"))
-                {
-                    out.push((ws.to_string(), acct.to_string()));
-                }
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(out);
+        while let Some(item) = items.next().await {
+            let item = item.map_err(StoreError::sdk)?;
+            if let (Some(ws), Some(acct)) =
+                (get_s(&item, "workspace_id"), get_s(&item, "account_id"))
+            {
+                out.push((ws.to_string(), acct.to_string()));
             }
         }
+        Ok(out)
     }
 
     /// The workspace's plan, set by `workspace.plan_changed` (Free when never set).

@@ -77,23 +77,24 @@ impl Store {
 
     /// Up to about `limit` keys of projected items in `partition` (kept items are skipped).
     async fn projected_keys(&self, partition: &str, limit: usize) -> Result<Vec<Item>, StoreError> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :p")
+            .expression_attribute_values(":p", s(partition))
+            .projection_expression("pk, sk")
+            .consistent_read(true)
+            .limit(limit as i32)
+            .into_paginator()
+            .send();
         let mut found = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :p")
-                .expression_attribute_values(":p", s(partition))
-                .projection_expression("pk, sk")
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .limit(limit as i32)
-                .send()
-                .await
-                .map_err(StoreError::sdk)?;
-            for item in out.items() {
+        // Pages are read lazily: stopping here reads no further.
+        while found.len() < limit {
+            let Some(page) = pages.next().await else {
+                break;
+            };
+            for item in page.map_err(StoreError::sdk)?.items() {
                 let sk = get_s(item, "sk").unwrap_or_default();
                 if !is_kept(sk) {
                     let mut key = Item::new();
@@ -102,11 +103,8 @@ impl Store {
                     found.push(key);
                 }
             }
-            start = out.last_evaluated_key;
-            if found.len() >= limit || start.is_none() {
-                return Ok(found);
-            }
         }
+        Ok(found)
     }
 
     async fn delete_batch(&self, keys: &[Item]) -> Result<(), StoreError> {
