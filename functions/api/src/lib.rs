@@ -76,8 +76,6 @@ pub async fn init(aws: &AwsClients) -> Result<AppState, Box<dyn std::error::Erro
     let config = Config::from_env()?;
     let platform_key = shared::secrets::platform_key(&aws.secrets).await?;
     let lazy = LazyMatcher::new(
-        aws.dynamodb.clone(),
-        config.table_name.clone(),
         Vault::new(aws.kms.clone(), config.kms_key_id),
         LazyMatcher::stripe_client(&config.stripe)?,
         config.lazy_match_per_minute,
@@ -233,8 +231,6 @@ pub(crate) mod testkit {
             connect_base: nowhere,
         };
         let lazy = LazyMatcher::new(
-            dynamo.clone(),
-            "unused",
             Vault::new(kms, "unused"),
             LazyMatcher::stripe_client(&endpoints).unwrap(),
             lazy_match::WORKSPACE_LOOKUPS_PER_MINUTE,

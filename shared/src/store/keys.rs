@@ -96,6 +96,15 @@ pub fn dedup(workspace_id: &str, event_id: &str) -> String {
 /// De-duplication markers outlive Stripe's retry window (3 days) with margin.
 pub const DEDUP_TTL_SECS: i64 = 7 * 86_400;
 
+/// A lazy-match claim on one email's Stripe look-up (workspace partition), normalised as matched.
+pub fn email_lookup(email: &str) -> String {
+    format!("LAZY#{}", normalise_email(email))
+}
+/// A workspace's lazy-match look-ups in one UTC minute (workspace partition).
+pub fn lookup_budget(minute: i64) -> String {
+    format!("LAZYRATE#{minute}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

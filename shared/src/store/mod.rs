@@ -5,6 +5,7 @@
 pub mod connections;
 pub mod customers;
 pub mod keys;
+pub mod lookups;
 pub mod metrics;
 pub mod purge;
 pub mod syncs;
