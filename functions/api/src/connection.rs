@@ -118,9 +118,8 @@ pub async fn disconnect(
         warn!(code = e.code(), error = %e, "revocation at Stripe failed; the card says so and it is retried");
         app.lifecycle.retry_later(ws, &conn.account_id).await;
     }
-    // A missed alert never undoes the disconnect; the publisher logs failures.
-    let _ = app
-        .events
+    // A missed alert never undoes the disconnect; the publisher logs and counts failures.
+    app.events
         .publish(
             DomainEvent::Disconnected,
             ws,

@@ -441,8 +441,7 @@ async fn handle_callback(
         });
         app.store.put_sync_run(&run).await?;
     }
-    let _ = app
-        .events
+    app.events
         .publish(
             DomainEvent::Connected,
             &conn.workspace_id,

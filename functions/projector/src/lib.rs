@@ -383,8 +383,7 @@ async fn revoke(app: &Projector, ws: &str, account_id: &str, at: i64) -> Result<
         })
         .await?;
     if updated.is_some() {
-        let _ = app
-            .events
+        app.events
             .publish(
                 DomainEvent::ConnectionRevoked,
                 ws,

@@ -203,8 +203,7 @@ async fn refuse(
         .await?;
     deps.store.put_sync_run(run).await?;
     if alert {
-        let _ = deps
-            .events
+        deps.events
             .publish(
                 DomainEvent::SyncFailed,
                 &run.workspace_id,
@@ -517,8 +516,7 @@ async fn succeed(
     if owns_backfill {
         let detail =
             json!({"run_id": run.id, "counts": run.counts, "stripe_requests": run.stripe_requests});
-        let _ = deps
-            .events
+        deps.events
             .publish(
                 DomainEvent::BackfillFinished,
                 &job.workspace_id,
@@ -596,8 +594,7 @@ async fn record_failure(
         .await?;
     deps.store.put_sync_run(run).await?;
     if newly_revoked {
-        let _ = deps
-            .events
+        deps.events
             .publish(
                 DomainEvent::ConnectionRevoked,
                 &job.workspace_id,
@@ -606,8 +603,7 @@ async fn record_failure(
             )
             .await;
     }
-    let _ = deps
-        .events
+    deps.events
         .publish(
             DomainEvent::SyncFailed,
             &job.workspace_id,
