@@ -41,8 +41,14 @@ impl std::fmt::Debug for Secret {
 pub enum SecretsError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("could not read the secret {arn}: {reason}")]
-    Unavailable { arn: String, reason: String },
+    /// Secrets Manager refused or failed. Its errors never contain the value (a secret the stack
+    /// created but nobody set yet has no AWSCURRENT version: the service's message says so).
+    #[error("could not read the secret {arn}: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(source.as_ref()))]
+    Unavailable {
+        arn: String,
+        #[source]
+        source: Box<aws_sdk_secretsmanager::Error>,
+    },
     #[error("the secret {arn} does not hold {expected}")]
     Invalid { arn: String, expected: &'static str },
 }
@@ -108,9 +114,7 @@ async fn read(
         .await
         .map_err(|e| SecretsError::Unavailable {
             arn: arn.clone(),
-            // A secret the stack created but nobody set yet has no AWSCURRENT version: the
-            // service's message says so. Secrets Manager errors never contain the value.
-            reason: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+            source: Box::new(e.into()),
         })?;
     let value = out
         .secret_string()
