@@ -154,8 +154,10 @@ async fn request_span(req: Request, next: Next) -> Response {
 pub enum BackendError {
     #[error("store: {0}")]
     Store(#[from] StoreError),
-    #[error("sync queue: {0}")]
-    Queue(String),
+    #[error("sync queue: {}", aws_sdk_sqs::error::DisplayErrorContext(.0.as_ref()))]
+    Queue(#[source] Box<aws_sdk_sqs::Error>),
+    #[error("sync job not encoded: {0}")]
+    Encode(#[from] serde_json::Error),
 }
 
 impl From<BackendError> for ApiError {
@@ -177,7 +179,7 @@ impl From<BackendError> for ApiError {
                 tracing::error!(error = %e, "backend failed");
                 ApiError::unavailable("The data store is unavailable right now; please retry.")
             }
-            BackendError::Queue(e) => {
+            e @ (BackendError::Queue(_) | BackendError::Encode(_)) => {
                 tracing::error!(error = %e, "backend failed");
                 ApiError::unavailable("The sync could not be queued; please retry.")
             }

@@ -108,14 +108,14 @@ fn daily_limit(retry_after: i64) -> Response {
 }
 
 async fn enqueue(app: &AppState, job: &SyncJob) -> Result<(), BackendError> {
-    let body = serde_json::to_string(job).map_err(|e| BackendError::Queue(e.to_string()))?;
+    let body = serde_json::to_string(job)?;
     app.sqs
         .send_message()
         .queue_url(&app.sync_queue_url)
         .message_body(body)
         .send()
         .await
-        .map_err(|e| BackendError::Queue(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+        .map_err(|e| BackendError::Queue(Box::new(e.into())))?;
     Ok(())
 }
 
