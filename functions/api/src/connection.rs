@@ -11,7 +11,7 @@ use shared::http::{ApiError, Caller};
 use shared::store::connections::ConnectionStatus;
 use tracing::{info, warn};
 
-use crate::openapi::ErrorBody;
+use crate::error_body::ErrorBody;
 use crate::params::Params;
 use crate::{store_down, AppState};
 

@@ -4,7 +4,8 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 use shared::http::{ApiError, Caller};
 use shared::projection::{choose, PanelResponse, StoredPanel};
 use shared::store::connections::{Connection, ConnectionStatus};
@@ -12,11 +13,12 @@ use shared::store::customers::CustomerFilter;
 use shared::store::StoreError;
 use shared::time::now_unix;
 use tracing::{info, warn};
+use utoipa::ToSchema;
 
 use crate::body::JsonBody;
+use crate::error_body::ErrorBody;
 use crate::lazy_match::Lookup;
-use crate::openapi::{CustomersAnswer, ErrorBody, LinkBody, PanelDoc, PaymentStatusDoc};
-use crate::params::{self, invalid, Params, PAYMENT_STATUSES};
+use crate::params::{self, invalid, Params, PaymentStatus, PAYMENT_STATUSES};
 use crate::{store_down, AppState};
 
 const LIST_FILTERS: [&str; 6] = [
@@ -40,6 +42,38 @@ fn data_is_current(conn: &Option<Connection>) -> bool {
     conn.as_ref().is_none_or(Connection::data_is_current)
 }
 
+/// The filtered list of panels for routing rules.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CustomerList {
+    pub data: Vec<PanelResponse>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /v1/stripe/customers`: a panel (with `email`) or the list (without).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum CustomersAnswer {
+    Panel(Box<PanelResponse>),
+    List(CustomerList),
+}
+
+/// `PUT /v1/stripe/links` body and answer; no other fields.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkBody {
+    /// Matched trimmed and case-insensitively.
+    #[schema(
+        max_length = 320,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*@[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
+    pub email: String,
+    /// `cus_...`
+    #[schema(max_length = 255, pattern = "^cus_[A-Za-z0-9_]+$")]
+    pub customer_id: String,
+}
+
 fn with_stale(mut panel: PanelResponse, stale: bool) -> PanelResponse {
     panel.stale = stale;
     panel
@@ -48,7 +82,7 @@ fn with_stale(mut panel: PanelResponse, stale: bool) -> PanelResponse {
 #[utoipa::path(get, path = "/v1/stripe/customers", tag = "customers", security(("bearer" = [])),
     params(
         ("email" = Option<String>, Query, max_length = 320, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*@[^\\u0000-\\u001F\\u007F-\\u009F]*$", description = "Panel by email (case-insensitive, trimmed); not combinable with the list filters"),
-        ("status" = Option<PaymentStatusDoc>, Query, description = "List filter: the customer's payment_status"),
+        ("status" = Option<PaymentStatus>, Query, description = "List filter: the customer's payment_status"),
         ("min_mrr" = Option<i64>, Query, minimum = 0, description = "List filter: MRR at least this (minor units)"),
         ("max_mrr" = Option<i64>, Query, minimum = 0, description = "List filter: MRR at most this (minor units)"),
         ("currency" = Option<String>, Query, pattern = "^[a-z]{3}$", description = "List filter: MRR currency"),
@@ -65,7 +99,7 @@ pub async fn search(
     State(app): State<AppState>,
     caller: Caller,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CustomersAnswer>, ApiError> {
     let params = Params::parse(query.as_deref(), &SEARCH_PARAMS)?;
     let ws = caller.0.workspace_id.as_str();
     if let Some(raw) = params.get("email") {
@@ -82,7 +116,7 @@ pub async fn search(
             )
         })?;
         let panel = panel_by_email(&app, ws, &email, raw.trim()).await?;
-        return Ok(Json(to_json(&panel)));
+        return Ok(Json(CustomersAnswer::Panel(Box::new(panel))));
     }
     let filter = list_filter(&params)?;
     let (conn, listed) = tokio::join!(
@@ -97,11 +131,14 @@ pub async fn search(
         (panels, next_cursor) = (Vec::new(), None);
     }
     let stale = is_stale(Ok(conn))?;
-    let data: Vec<Value> = panels
+    let data = panels
         .into_iter()
-        .map(|p| to_json(&with_stale(choose(vec![p], None), stale)))
+        .map(|p| with_stale(choose(vec![p], None), stale))
         .collect();
-    Ok(Json(json!({"data": data, "next_cursor": next_cursor})))
+    Ok(Json(CustomersAnswer::List(CustomerList {
+        data,
+        next_cursor,
+    })))
 }
 
 /// The list's filters, validated.
@@ -206,7 +243,7 @@ async fn ask_stripe(app: &AppState, conn: &Connection, typed: &str) -> bool {
 #[utoipa::path(get, path = "/v1/stripe/customers/{customer_id}", tag = "customers", security(("bearer" = [])),
     params(("customer_id" = String, Path, pattern = "^cus_[A-Za-z0-9_]+$", max_length = 255, description = "Stripe customer id")),
     responses(
-        (status = 200, description = "The panel (`match: not_found` for an unknown customer)", body = PanelDoc),
+        (status = 200, description = "The panel (`match: not_found` for an unknown customer)", body = PanelResponse),
         (status = 400, description = "`invalid_parameter` or `unknown_parameter`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 503, description = "`service_unavailable`", body = ErrorBody),
@@ -216,7 +253,7 @@ pub async fn by_id(
     caller: Caller,
     id: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PanelResponse>, ApiError> {
     Params::parse(query.as_deref(), &[])?;
     let bad_id = || {
         invalid(
@@ -236,10 +273,10 @@ pub async fn by_id(
         .await
         .map_err(store_down)?;
     let panel = choose(found.into_iter().collect(), None);
-    Ok(Json(to_json(&with_stale(
+    Ok(Json(with_stale(
         panel,
         status != Some(ConnectionStatus::Active),
-    ))))
+    )))
 }
 
 #[utoipa::path(put, path = "/v1/stripe/links", tag = "customers", security(("bearer" = [])),
@@ -258,7 +295,7 @@ pub async fn put_link(
     caller: Caller,
     RawQuery(query): RawQuery,
     body: Result<JsonBody, ApiError>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LinkBody>, ApiError> {
     let claims = caller.require_admin()?;
     Params::parse(query.as_deref(), &[])?;
     let JsonBody(body) = body?;
@@ -281,7 +318,7 @@ pub async fn put_link(
         .await
         .map_err(store_down)?;
     info!(customer = %customer_id, "manual link set");
-    Ok(Json(json!({"email": email, "customer_id": customer_id})))
+    Ok(Json(LinkBody { email, customer_id }))
 }
 
 /// `{"email", "customer_id"}`, both strings, nothing else.
@@ -332,10 +369,6 @@ pub fn link_request(body: &Value) -> Result<(String, String), ApiError> {
         })?
         .to_string();
     Ok((email, customer_id))
-}
-
-fn to_json(panel: &PanelResponse) -> Value {
-    serde_json::to_value(panel).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 pub mod body;
 pub mod connection;
 pub mod customers;
+pub mod error_body;
 pub mod lazy_match;
 pub mod metrics;
 pub mod openapi;
@@ -16,7 +17,7 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, put};
+use axum::routing::get;
 use axum::Router;
 use lazy_match::LazyMatcher;
 use shared::aws::AwsClients;
@@ -28,6 +29,9 @@ use shared::store::{Store, StoreError};
 use shared::vault::Vault;
 use thiserror::Error;
 use tracing::{info_span, Instrument};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub struct Config {
     pub table_name: String,
@@ -98,21 +102,22 @@ pub async fn init(aws: &AwsClients) -> Result<AppState, Box<dyn std::error::Erro
     }))
 }
 
+/// The documented routes: each handler is routed at the path and method of its
+/// `#[utoipa::path]`, and the same list builds `/openapi.json` ([`openapi::document`]).
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(connection::get_card, connection::disconnect))
+        .routes(routes!(syncs::list_runs, syncs::start_sync))
+        .routes(routes!(syncs::get_run))
+        .routes(routes!(customers::search))
+        .routes(routes!(customers::by_id))
+        .routes(routes!(customers::put_link))
+        .routes(routes!(metrics::get_metrics))
+}
+
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route(
-            "/v1/stripe/connection",
-            get(connection::get_card).delete(connection::disconnect),
-        )
-        .route(
-            "/v1/stripe/syncs",
-            get(syncs::list_runs).post(syncs::start_sync),
-        )
-        .route("/v1/stripe/syncs/{id}", get(syncs::get_run))
-        .route("/v1/stripe/customers", get(customers::search))
-        .route("/v1/stripe/customers/{customer_id}", get(customers::by_id))
-        .route("/v1/stripe/links", put(customers::put_link))
-        .route("/v1/stripe/metrics", get(metrics::get_metrics))
+    let (routes, _document) = api_routes().split_for_parts();
+    routes
         .route("/openapi.json", get(openapi::serve))
         .fallback(shared::http::not_found)
         .method_not_allowed_fallback(method_not_allowed)

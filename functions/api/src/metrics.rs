@@ -5,7 +5,7 @@ use axum::Json;
 use shared::http::{ApiError, Caller};
 use shared::projection::{report, MetricsReport};
 
-use crate::openapi::{ErrorBody, MetricsDoc};
+use crate::error_body::ErrorBody;
 use crate::params::{window, Params};
 use crate::{store_down, AppState};
 
@@ -18,7 +18,7 @@ pub const DEFAULT_CURRENCY: &str = "usd";
         ("currency" = Option<String>, Query, pattern = "^[a-z]{3}$", description = "Lower-case ISO currency code (default usd)"),
     ),
     responses(
-        (status = 200, description = "Metrics: flows inside [from, to], the rest as of `to`", body = MetricsDoc),
+        (status = 200, description = "Metrics: flows inside [from, to], the rest as of `to`", body = MetricsReport),
         (status = 400, description = "`invalid_parameter` or `unknown_parameter`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 503, description = "`service_unavailable`", body = ErrorBody),

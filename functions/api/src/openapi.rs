@@ -1,275 +1,17 @@
-//! `GET /openapi.json`: the OpenAPI 3.1 document of this function, generated from the handlers'
-//! annotations. The `*Doc` types describe JSON built elsewhere (shared's panel, sync run and
-//! metrics); tests check that their fields match what those types really serialize.
+//! `GET /openapi.json`: the OpenAPI 3.1 document of this function. Its operations come from the
+//! handlers' `#[utoipa::path]` annotations as [`crate::api_routes`] registers them, and its
+//! schemas are derived from the types the handlers serialize (the panel, metrics and card in
+//! shared, the sync run view and list bodies here); tests check that each schema names exactly
+//! the fields its type serializes.
 
 use std::sync::OnceLock;
 
 use axum::http::header;
 use axum::response::IntoResponse;
-use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
-/// `{"code", "message"}` of every error body.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// snake_case, e.g. `invalid_parameter`.
-    pub code: String,
-    pub message: String,
-}
-
-/// Every error answer: `{"error": {"code", "message"}}`.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-/// 409 of `POST /v1/stripe/syncs`: `sync` is the running run for `sync_in_progress`.
-#[derive(Serialize, ToSchema)]
-pub struct SyncConflictBody {
-    pub error: ErrorDetail,
-    pub sync: Option<SyncRunDoc>,
-}
-
-/// 429 `manual_sync_limit`.
-#[derive(Serialize, ToSchema)]
-pub struct RateLimitedBody {
-    pub error: ErrorDetail,
-    /// Seconds until the daily quota resets (midnight UTC).
-    pub retry_after: i64,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SyncTriggerDoc {
-    Backfill,
-    Schedule,
-    Manual,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RunStatusDoc {
-    Queued,
-    Running,
-    Succeeded,
-    Failed,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct SyncCountsDoc {
-    pub customers: u64,
-    pub subscriptions: u64,
-    pub invoices: u64,
-    pub charges: u64,
-    pub products: u64,
-    pub prices: u64,
-    /// Events of the other mode (live vs test) than the connection's: read, not projected.
-    pub other_mode_events: u64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct SyncRunErrorDoc {
-    pub code: String,
-    pub message: String,
-}
-
-/// docs/api.md "Sync run".
-#[derive(Serialize, ToSchema)]
-pub struct SyncRunDoc {
-    pub id: String,
-    pub trigger: SyncTriggerDoc,
-    pub status: RunStatusDoc,
-    pub started_at: String,
-    #[schema(required = true)]
-    pub finished_at: Option<String>,
-    pub counts: SyncCountsDoc,
-    pub stripe_requests: u64,
-    /// Objects a sync found different from what webhooks had projected.
-    pub drift: u64,
-    /// 0.0 to 1.0.
-    pub progress: f64,
-    #[schema(required = true)]
-    pub error: Option<SyncRunErrorDoc>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct SyncAccepted {
-    pub sync: SyncRunDoc,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct SyncList {
-    pub data: Vec<SyncRunDoc>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct MoneyDoc {
-    /// Minor units.
-    pub amount: i64,
-    pub currency: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct PlanDoc {
-    #[schema(required = true)]
-    pub product: Option<String>,
-    #[schema(required = true)]
-    pub price_id: Option<String>,
-    /// `month`, `year`, `week` or `day`.
-    #[schema(required = true)]
-    pub interval: Option<String>,
-    pub interval_count: i64,
-    /// Per unit, minor units.
-    pub unit_amount: i64,
-    pub quantity: i64,
-    pub currency: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct InvoiceDoc {
-    pub id: String,
-    pub status: String,
-    pub amount_due: i64,
-    pub amount_paid: i64,
-    pub currency: String,
-    pub created: String,
-    #[schema(required = true)]
-    pub hosted_invoice_url: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ChurnLevelDoc {
-    Low,
-    Medium,
-    High,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ChurnRiskDoc {
-    pub level: ChurnLevelDoc,
-    /// `payment_failed`, `past_due`, `unpaid`, `cancel_at_period_end`, `downgraded`, …
-    pub reasons: Vec<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct PanelCustomerDoc {
-    pub id: String,
-    #[schema(required = true)]
-    pub email: Option<String>,
-    #[schema(required = true)]
-    pub name: Option<String>,
-    pub livemode: bool,
-    pub created: String,
-    #[schema(required = true)]
-    pub plan: Option<PlanDoc>,
-    pub mrr: MoneyDoc,
-    pub ltv: MoneyDoc,
-    /// `active`, `past_due`, `canceled`, `trialing`, `unpaid`, `incomplete`, `incomplete_expired`, `paused` or `none`.
-    pub payment_status: String,
-    #[schema(required = true)]
-    pub last_invoice: Option<InvoiceDoc>,
-    pub churn_risk: ChurnRiskDoc,
-    pub dashboard_url: String,
-}
-
-/// docs/api.md `payment_status`, the list's `status` filter.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PaymentStatusDoc {
-    Active,
-    PastDue,
-    Canceled,
-    Trialing,
-    Unpaid,
-    Incomplete,
-    IncompleteExpired,
-    Paused,
-    None,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum MatchDoc {
-    Found,
-    NotFound,
-    Deleted,
-}
-
-/// docs/api.md "Panel".
-#[derive(Serialize, ToSchema)]
-pub struct PanelDoc {
-    #[serde(rename = "match")]
-    pub match_kind: MatchDoc,
-    /// True when no active connection keeps this data fresh.
-    pub stale: bool,
-    #[schema(required = true)]
-    pub synced_at: Option<String>,
-    #[schema(required = true)]
-    pub customer: Option<PanelCustomerDoc>,
-    pub other_matches: Vec<String>,
-}
-
-/// The filtered list of panels for routing rules.
-#[derive(Serialize, ToSchema)]
-pub struct CustomerList {
-    pub data: Vec<PanelDoc>,
-    /// Pass as `cursor` for the next page; null on the last page.
-    #[schema(required = true)]
-    pub next_cursor: Option<String>,
-}
-
-/// `GET /v1/stripe/customers`: a panel (with `email`) or the list (without).
-#[derive(Serialize, ToSchema)]
-#[serde(untagged)]
-#[allow(clippy::large_enum_variant)] // documentation only, never built
-pub enum CustomersAnswer {
-    Panel(PanelDoc),
-    List(CustomerList),
-}
-
-/// `PUT /v1/stripe/links` body and answer; no other fields.
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LinkBody {
-    /// Matched trimmed and case-insensitively.
-    #[schema(
-        max_length = 320,
-        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*@[^\\u0000-\\u001F\\u007F-\\u009F]*$"
-    )]
-    pub email: String,
-    /// `cus_...`
-    #[schema(max_length = 255, pattern = "^cus_[A-Za-z0-9_]+$")]
-    pub customer_id: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct SeriesPointDoc {
-    #[schema(format = Date)]
-    pub date: String,
-    pub mrr: i64,
-    pub active_subscriptions: i64,
-    pub customer_count: i64,
-}
-
-/// docs/api.md "Metrics".
-#[derive(Serialize, ToSchema)]
-pub struct MetricsDoc {
-    pub currency: String,
-    pub as_of: String,
-    pub mrr: i64,
-    pub arr: i64,
-    pub arpu: i64,
-    pub total_revenue: i64,
-    pub active_subscriptions: i64,
-    pub new_subscriptions: i64,
-    pub churned_subscriptions: i64,
-    pub customer_count: i64,
-    pub payment_success_rate: f64,
-    pub failed_payments: i64,
-    pub series: Vec<SeriesPointDoc>,
-}
+use crate::params::PaymentStatus;
 
 struct BearerJwt;
 
@@ -288,22 +30,11 @@ impl Modify for BearerJwt {
     }
 }
 
+/// The document's frame; [`crate::api_routes`] adds the operations and their schemas.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Stripe integration: dashboard API", version = "1", description = "Every /v1 route needs a bearer JWT with sub, workspace_id and role claims; data is scoped to workspace_id."),
-    paths(
-        crate::connection::get_card,
-        crate::connection::disconnect,
-        crate::syncs::start_sync,
-        crate::syncs::list_runs,
-        crate::syncs::get_run,
-        crate::customers::search,
-        crate::customers::by_id,
-        crate::customers::put_link,
-        crate::metrics::get_metrics,
-    ),
-    components(schemas(ErrorBody, ErrorDetail, SyncConflictBody, RateLimitedBody, SyncRunDoc, SyncAccepted, SyncList, PanelDoc,
-        PanelCustomerDoc, PaymentStatusDoc, CustomerList, CustomersAnswer, LinkBody, MetricsDoc, SeriesPointDoc, shared::card::Card)),
+    components(schemas(PaymentStatus)),
     modifiers(&BearerJwt),
 )]
 pub struct ApiDoc;
@@ -311,7 +42,10 @@ pub struct ApiDoc;
 /// The document as JSON, built once.
 pub fn document() -> &'static serde_json::Value {
     static DOC: OnceLock<serde_json::Value> = OnceLock::new();
-    DOC.get_or_init(|| serde_json::to_value(ApiDoc::openapi()).unwrap_or(serde_json::Value::Null))
+    DOC.get_or_init(|| {
+        let (_, doc) = crate::api_routes().split_for_parts();
+        serde_json::to_value(doc).unwrap_or(serde_json::Value::Null)
+    })
 }
 
 pub async fn serve() -> impl IntoResponse {
@@ -324,14 +58,19 @@ pub async fn serve() -> impl IntoResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::customers::{CustomerList, CustomersAnswer, LinkBody};
+    use crate::syncs::{SyncAccepted, SyncList, SyncRunView};
     use crate::testkit::*;
     use axum::http::StatusCode;
+    use axum::response::IntoResponse;
     use serde_json::{json, Value};
+    use shared::http::ApiError;
     use shared::projection::{
         choose, MetricsReport, PanelCustomer, PanelInvoice, PanelPlan, StoredPanel,
     };
     use shared::queue::SyncTrigger;
-    use shared::store::syncs::SyncRun;
+    use shared::store::connections::{Connection, LastError, Tier};
+    use shared::store::syncs::{RunError, RunStatus, SyncRun};
     use std::collections::BTreeSet;
 
     fn props(doc: &Value, schema: &str) -> BTreeSet<String> {
@@ -386,12 +125,52 @@ mod tests {
         );
     }
 
-    #[test]
-    fn documented_schemas_match_what_the_routes_serialize() {
+    /// The body a handler's error answer really carries.
+    async fn body_of(response: axum::response::Response) -> Value {
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    /// The schema names exactly the fields `sample` serializes, and requires them all (every
+    /// field of every answer is always present, null when empty).
+    fn same_fields(doc: &Value, schema: &str, sample: &Value) -> Vec<String> {
+        let mut problems = Vec::new();
+        let served = keys(sample);
+        if props(doc, schema) != served {
+            problems.push(format!(
+                "{schema}: schema {:?}, serialized {served:?}",
+                props(doc, schema)
+            ));
+        }
+        let required: BTreeSet<String> = doc["components"]["schemas"][schema]["required"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if required != served {
+            problems.push(format!(
+                "{schema}: requires {required:?}, always serialized {served:?}"
+            ));
+        }
+        problems
+    }
+
+    #[tokio::test]
+    async fn every_schema_names_exactly_what_its_type_serializes() {
         let doc = document();
-        let run = SyncRun::new("ws", "acct_1", SyncTrigger::Manual, 1_700_000_000).to_api();
-        assert_eq!(props(doc, "SyncRunDoc"), keys(&run));
-        assert_eq!(props(doc, "SyncCountsDoc"), keys(&run["counts"]));
+        let mut run = SyncRun::new("ws", "acct_1", SyncTrigger::Manual, 1_700_000_000);
+        run.finished_at = Some(1_700_000_100);
+        run.error = Some(RunError {
+            code: "queue_unavailable".into(),
+            message: "m".into(),
+        });
+        let view = serde_json::to_value(SyncRunView::from(&run)).unwrap();
 
         let customer = PanelCustomer {
             id: "cus_1".into(),
@@ -404,27 +183,75 @@ mod tests {
             customer: Some(customer),
             ..Default::default()
         };
-        let panel = serde_json::to_value(choose(vec![stored], None)).unwrap();
-        assert_eq!(props(doc, "PanelDoc"), keys(&panel));
-        assert_eq!(props(doc, "PanelCustomerDoc"), keys(&panel["customer"]));
-        assert_eq!(props(doc, "PlanDoc"), keys(&panel["customer"]["plan"]));
-        assert_eq!(
-            props(doc, "InvoiceDoc"),
-            keys(&panel["customer"]["last_invoice"])
-        );
-        assert_eq!(
-            props(doc, "ChurnRiskDoc"),
-            keys(&panel["customer"]["churn_risk"])
-        );
-        assert_eq!(props(doc, "MoneyDoc"), keys(&panel["customer"]["mrr"]));
+        let panel = choose(vec![stored], None);
+        let list = serde_json::to_value(CustomersAnswer::List(CustomerList {
+            data: vec![panel.clone()],
+            next_cursor: Some("c".into()),
+        }))
+        .unwrap();
+        let panel = serde_json::to_value(CustomersAnswer::Panel(Box::new(panel))).unwrap();
 
         let day = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
         let report: MetricsReport = shared::projection::report(&[], "usd", day, day, 0);
         let report = serde_json::to_value(report).unwrap();
-        assert_eq!(props(doc, "MetricsDoc"), keys(&report));
-        assert_eq!(props(doc, "SeriesPointDoc"), keys(&report["series"][0]));
 
-        let statuses: Vec<&str> = doc["components"]["schemas"]["PaymentStatusDoc"]["enum"]
+        let mut conn = Connection::new("ws", "acct_1", false, Tier::Free, 1_700_000_000);
+        conn.last_error = Some(LastError {
+            code: "rate_limited".into(),
+            message: "m".into(),
+            at: 1_700_000_000,
+        });
+        let card = serde_json::to_value(shared::card::card(&conn, 1_700_000_000)).unwrap();
+
+        let error = body_of(ApiError::new(StatusCode::BAD_REQUEST, "x", "m").into_response()).await;
+        let limited = body_of(crate::syncs::daily_limit(5)).await;
+        let conflict = body_of(crate::syncs::in_progress(Some(&run)).into_response()).await;
+        let link = serde_json::to_value(LinkBody {
+            email: "a@b.co".into(),
+            customer_id: "cus_1".into(),
+        })
+        .unwrap();
+        let accepted = serde_json::to_value(SyncAccepted {
+            sync: SyncRunView::from(&run),
+        })
+        .unwrap();
+        let runs = serde_json::to_value(SyncList {
+            data: vec![SyncRunView::from(&run)],
+        })
+        .unwrap();
+
+        let mut problems = Vec::new();
+        for (schema, sample) in [
+            ("SyncRunView", &view),
+            ("CountsView", &view["counts"]),
+            ("RunErrorView", &view["error"]),
+            ("SyncAccepted", &accepted),
+            ("SyncList", &runs),
+            ("SyncConflictBody", &conflict),
+            ("RateLimitedBody", &limited),
+            ("ErrorBody", &error),
+            ("ErrorDetail", &error["error"]),
+            ("PanelResponse", &panel),
+            ("PanelCustomer", &panel["customer"]),
+            ("PanelPlan", &panel["customer"]["plan"]),
+            ("PanelInvoice", &panel["customer"]["last_invoice"]),
+            ("ChurnRisk", &panel["customer"]["churn_risk"]),
+            ("Money", &panel["customer"]["mrr"]),
+            ("CustomerList", &list),
+            ("LinkBody", &link),
+            ("MetricsReport", &report),
+            ("SeriesPoint", &report["series"][0]),
+            ("Card", &card),
+            ("CardBackfill", &card["backfill"]),
+            ("CardError", &card["last_error"]),
+        ] {
+            problems.extend(same_fields(doc, schema, sample));
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+        // The conflict's `sync` is the run as `GET /v1/stripe/syncs/{id}` shows it.
+        assert_eq!(conflict["sync"], view);
+
+        let statuses: Vec<&str> = doc["components"]["schemas"]["PaymentStatus"]["enum"]
             .as_array()
             .unwrap()
             .iter()
@@ -432,9 +259,55 @@ mod tests {
             .collect();
         assert_eq!(statuses, crate::params::PAYMENT_STATUSES);
         // Fields that are always present, even when null, are required.
-        let required = doc["components"]["schemas"]["PanelDoc"]["required"]
+        let required = doc["components"]["schemas"]["PanelResponse"]["required"]
             .as_array()
             .unwrap();
         assert!(required.contains(&json!("synced_at")) && required.contains(&json!("customer")));
+    }
+
+    #[test]
+    fn a_sync_run_serializes_as_the_api_always_showed_it() {
+        let mut run = SyncRun::new("ws", "acct_1", SyncTrigger::Backfill, 1_700_000_000);
+        run.id = "1700000000-0a1b2c3d".into();
+        run.status = RunStatus::Failed;
+        run.finished_at = Some(1_700_000_060);
+        run.counts.customers = 2;
+        run.counts.other_mode_events = 1;
+        run.stripe_requests = 3;
+        run.drift = 1;
+        run.progress = 0.5;
+        run.error = Some(RunError {
+            code: "rate_limited".into(),
+            message: "Stripe said slow down.".into(),
+        });
+        assert_eq!(
+            serde_json::to_string(&SyncRunView::from(&run)).unwrap(),
+            concat!(
+                r#"{"id":"1700000000-0a1b2c3d","trigger":"backfill","status":"failed","#,
+                r#""started_at":"2023-11-14T22:13:20Z","finished_at":"2023-11-14T22:14:20Z","#,
+                r#""counts":{"customers":2,"subscriptions":0,"invoices":0,"charges":0,"#,
+                r#""products":0,"prices":0,"other_mode_events":1},"stripe_requests":3,"#,
+                r#""drift":1,"progress":0.5,"#,
+                r#""error":{"code":"rate_limited","message":"Stripe said slow down."}}"#
+            )
+        );
+        let fresh = SyncRun::new("ws", "acct_1", SyncTrigger::Manual, 1_700_000_000);
+        let fresh = serde_json::to_value(SyncRunView::from(&fresh)).unwrap();
+        assert_eq!(
+            (
+                &fresh["trigger"],
+                &fresh["status"],
+                &fresh["finished_at"],
+                &fresh["error"],
+                &fresh["progress"]
+            ),
+            (
+                &json!("manual"),
+                &json!("queued"),
+                &Value::Null,
+                &Value::Null,
+                &json!(0.0)
+            )
+        );
     }
 }

@@ -26,6 +26,22 @@ pub const PAYMENT_STATUSES: [&str; 9] = [
     "none",
 ];
 
+/// docs/api.md `payment_status`, the list's `status` filter.
+// The schema of the `status` parameter; a test checks it names exactly `PAYMENT_STATUSES`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Active,
+    PastDue,
+    Canceled,
+    Trialing,
+    Unpaid,
+    Incomplete,
+    IncompleteExpired,
+    Paused,
+    None,
+}
+
 pub fn invalid(name: &str, why: &str) -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,

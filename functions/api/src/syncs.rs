@@ -4,22 +4,167 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::json;
 use shared::http::{ApiError, Caller};
 use shared::queue::{SyncJob, SyncTrigger};
 use shared::store::connections::SyncSlotRefusal;
-use shared::store::syncs::{RunError, RunStatus, SyncRun};
+use shared::store::syncs::{Counts, RunError, RunStatus, SyncRun};
 use tracing::{info, warn};
+use utoipa::ToSchema;
 
-use crate::openapi::{
-    ErrorBody, RateLimitedBody, SyncAccepted, SyncConflictBody, SyncList, SyncRunDoc,
-};
+use crate::error_body::{ErrorBody, ErrorDetail, RateLimitedBody};
 use crate::params::{sync_run_id, Params};
 use crate::{store_down, AppState, BackendError};
 
 /// How long a manual run holds the account's sync slot if the worker never releases it.
 pub const MANUAL_LEASE_SECS: i64 = 900;
 pub const DEFAULT_LIST_LIMIT: i32 = 20;
+
+/// The API's view of a sync run (docs/api.md "Sync run"); ids of the tenant stay out.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SyncRunView {
+    pub id: String,
+    pub trigger: TriggerView,
+    pub status: RunStatusView,
+    pub started_at: String,
+    #[schema(required = true)]
+    pub finished_at: Option<String>,
+    pub counts: CountsView,
+    pub stripe_requests: u64,
+    /// Objects a sync found different from what webhooks had projected.
+    pub drift: u64,
+    /// 0.0 to 1.0.
+    pub progress: f64,
+    #[schema(required = true)]
+    pub error: Option<RunErrorView>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerView {
+    Backfill,
+    Schedule,
+    Manual,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatusView {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CountsView {
+    pub customers: u64,
+    pub subscriptions: u64,
+    pub invoices: u64,
+    pub charges: u64,
+    pub products: u64,
+    pub prices: u64,
+    /// Events of the other mode (live vs test) than the connection's: read, not projected.
+    pub other_mode_events: u64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RunErrorView {
+    pub code: String,
+    pub message: String,
+}
+
+impl From<&SyncRun> for SyncRunView {
+    fn from(run: &SyncRun) -> Self {
+        Self {
+            id: run.id.clone(),
+            trigger: run.trigger.into(),
+            status: run.status.into(),
+            started_at: shared::time::rfc3339(run.started_at),
+            finished_at: run.finished_at.map(shared::time::rfc3339),
+            counts: (&run.counts).into(),
+            stripe_requests: run.stripe_requests,
+            drift: run.drift,
+            progress: run.progress,
+            error: run.error.as_ref().map(Into::into),
+        }
+    }
+}
+
+impl From<SyncTrigger> for TriggerView {
+    fn from(trigger: SyncTrigger) -> Self {
+        match trigger {
+            SyncTrigger::Backfill => TriggerView::Backfill,
+            SyncTrigger::Schedule => TriggerView::Schedule,
+            SyncTrigger::Manual => TriggerView::Manual,
+        }
+    }
+}
+
+impl From<RunStatus> for RunStatusView {
+    fn from(status: RunStatus) -> Self {
+        match status {
+            RunStatus::Queued => RunStatusView::Queued,
+            RunStatus::Running => RunStatusView::Running,
+            RunStatus::Succeeded => RunStatusView::Succeeded,
+            RunStatus::Failed => RunStatusView::Failed,
+        }
+    }
+}
+
+impl From<&Counts> for CountsView {
+    fn from(counts: &Counts) -> Self {
+        // Destructured in full: a new count fails to compile here until the API shows it.
+        let Counts {
+            customers,
+            subscriptions,
+            invoices,
+            charges,
+            products,
+            prices,
+            other_mode_events,
+        } = *counts;
+        Self {
+            customers,
+            subscriptions,
+            invoices,
+            charges,
+            products,
+            prices,
+            other_mode_events,
+        }
+    }
+}
+
+impl From<&RunError> for RunErrorView {
+    fn from(error: &RunError) -> Self {
+        Self {
+            code: error.code.clone(),
+            message: error.message.clone(),
+        }
+    }
+}
+
+/// 202 of `POST /v1/stripe/syncs`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncAccepted {
+    pub sync: SyncRunView,
+}
+
+/// `GET /v1/stripe/syncs`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncList {
+    pub data: Vec<SyncRunView>,
+}
+
+/// 409 of `POST /v1/stripe/syncs`: `sync` is the running run for `sync_in_progress`.
+#[derive(Serialize, ToSchema)]
+pub struct SyncConflictBody {
+    pub error: ErrorDetail,
+    #[schema(required = true)]
+    pub sync: Option<SyncRunView>,
+}
 
 fn run_not_found() -> ApiError {
     ApiError::new(
@@ -67,12 +212,7 @@ pub async fn start_sync(
                 Some(id) => app.store.get_sync_run(ws, id).await.map_err(store_down)?,
                 None => None,
             };
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "sync_in_progress",
-                "A sync is already running for this account.",
-            )
-            .with_extra(json!({"sync": running.map(|r| r.to_api())})));
+            return Err(in_progress(running.as_ref()));
         }
         Err(SyncSlotRefusal::DailyLimit { retry_after }) => return Ok(daily_limit(retry_after)),
     };
@@ -93,10 +233,23 @@ pub async fn start_sync(
         return Err(e.into());
     }
     info!(run = %run.id, "manual sync queued");
-    Ok((StatusCode::ACCEPTED, Json(json!({"sync": run.to_api()}))).into_response())
+    let accepted = SyncAccepted {
+        sync: SyncRunView::from(&run),
+    };
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }
 
-fn daily_limit(retry_after: i64) -> Response {
+/// 409 `sync_in_progress`, with the running run when it could be read.
+pub fn in_progress(running: Option<&SyncRun>) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "sync_in_progress",
+        "A sync is already running for this account.",
+    )
+    .with_extra(json!({"sync": running.map(SyncRunView::from)}))
+}
+
+pub fn daily_limit(retry_after: i64) -> Response {
     let retry_after = retry_after.max(1);
     let error = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
@@ -151,7 +304,7 @@ pub async fn list_runs(
     State(app): State<AppState>,
     caller: Caller,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SyncList>, ApiError> {
     let params = Params::parse(query.as_deref(), &["limit"])?;
     let limit = params.limit(DEFAULT_LIST_LIMIT)?;
     let runs = app
@@ -159,15 +312,15 @@ pub async fn list_runs(
         .list_sync_runs(&caller.0.workspace_id, limit)
         .await
         .map_err(store_down)?;
-    Ok(Json(
-        json!({"data": runs.iter().map(SyncRun::to_api).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(SyncList {
+        data: runs.iter().map(SyncRunView::from).collect(),
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/stripe/syncs/{id}", tag = "syncs", security(("bearer" = [])),
     params(("id" = String, Path, pattern = "^[0-9]{10}-[0-9a-f]{8}$", description = "Sync run id")),
     responses(
-        (status = 200, description = "The sync run", body = SyncRunDoc),
+        (status = 200, description = "The sync run", body = SyncRunView),
         (status = 400, description = "`unknown_parameter`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
@@ -178,7 +331,7 @@ pub async fn get_run(
     caller: Caller,
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SyncRunView>, ApiError> {
     Params::parse(query.as_deref(), &[])?;
     let Ok(Path(id)) = id else {
         return Err(run_not_found());
@@ -190,7 +343,7 @@ pub async fn get_run(
         .await
         .map_err(store_down)?
         .ok_or_else(run_not_found)?;
-    Ok(Json(run.to_api()))
+    Ok(Json(SyncRunView::from(&run)))
 }
 
 #[cfg(test)]

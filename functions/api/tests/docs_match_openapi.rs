@@ -250,14 +250,65 @@ fn operations(doc: &Value) -> BTreeSet<(String, String)> {
 
 const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
 
+/// The text between an opening bracket (already consumed) and its matching `)`.
+fn balanced(args: &str) -> &str {
+    let mut depth = 1;
+    let end = args
+        .char_indices()
+        .find_map(|(i, c)| {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                _ => {}
+            }
+            (depth == 0).then_some(i)
+        })
+        .unwrap_or(args.len());
+    &args[..end]
+}
+
+/// The `(METHOD, path)` of each handler a `routes!(module::handler, ...)` call of
+/// `functions/<function>/src/lib.rs` names, from the handler's `#[utoipa::path(method, path = ..)]`
+/// in `functions/<function>/src/<module>.rs` (utoipa-axum routes each handler there).
+fn documented_routes_of(function: &str, lib: &str) -> BTreeSet<(String, String)> {
+    let mut routes = BTreeSet::new();
+    for (at, call) in lib.match_indices("routes!(") {
+        for handler in balanced(&lib[at + call.len()..]).split(',') {
+            let Some((module, name)) = handler.rsplit_once("::") else {
+                continue;
+            };
+            let source: String = repo_file(&format!("functions/{function}/src/{module}.rs"))
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect();
+            let Some(fn_at) = source.find(&format!("pubasyncfn{name}(")) else {
+                continue;
+            };
+            let Some(attr_at) = source[..fn_at].rfind("#[utoipa::path(") else {
+                continue;
+            };
+            let attr = balanced(&source[attr_at + "#[utoipa::path(".len()..]);
+            let method = attr.split(',').next().unwrap_or_default();
+            let path = attr
+                .split_once("path=\"")
+                .and_then(|(_, rest)| rest.split('"').next());
+            if let (true, Some(path)) = (METHODS.contains(&method), path) {
+                routes.insert((method.to_uppercase(), path.to_string()));
+            }
+        }
+    }
+    routes
+}
+
 /// The `(METHOD, path)` pairs `functions/<function>/src/lib.rs` routes: each `.route("path", ...)`
-/// call, with the methods its method router names.
+/// call, with the methods its method router names, and each handler of a utoipa-axum
+/// `routes!(...)` call at its documented method and path.
 fn routes_of(function: &str) -> BTreeSet<(String, String)> {
     let source: String = repo_file(&format!("functions/{function}/src/lib.rs"))
         .chars()
         .filter(|c| !c.is_whitespace())
         .collect();
-    let mut routes = BTreeSet::new();
+    let mut routes = documented_routes_of(function, &source);
     for (at, call) in source.match_indices(".route(\"") {
         let args = &source[at + call.len()..];
         let mut depth = 1;
@@ -503,4 +554,15 @@ fn a_route_row_outside_the_document_must_be_routed_by_its_function() {
     ));
     assert!(function_routes("api", "DELETE", "/v1/stripe/connection"));
     assert!(!function_routes("webhook", "GET", "/webhooks/stripe"));
+}
+
+#[tokio::test]
+async fn the_api_function_routes_exactly_the_documented_operations() {
+    let doc = served_openapi().await;
+    let mut routed = routes_of("api");
+    assert!(
+        routed.remove(&("GET".to_string(), "/openapi.json".to_string())),
+        "{routed:?}"
+    );
+    assert_eq!(routed, operations(&doc));
 }

@@ -3,6 +3,7 @@
 
 use chrono::{NaiveDate, NaiveTime};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::aggregate::CustomerAggregate;
 use super::mrr::counts_mrr;
@@ -11,7 +12,9 @@ const DAY: i64 = 86_400;
 const WINDOW: i64 = 30 * DAY;
 const TRIAL_WINDOW: i64 = 7 * DAY;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ChurnLevel {
     #[default]
@@ -20,9 +23,10 @@ pub enum ChurnLevel {
     High,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ChurnRisk {
     pub level: ChurnLevel,
+    /// `payment_failed`, `past_due`, `unpaid`, `cancel_at_period_end`, `downgraded`, …
     pub reasons: Vec<String>,
 }
 

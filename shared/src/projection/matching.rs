@@ -3,6 +3,7 @@
 //! order, are `other_matches`.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::panel::PanelCustomer;
 use crate::time::rfc3339;
@@ -18,7 +19,7 @@ pub struct StoredPanel {
     pub synced_at: i64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MatchKind {
     Found,
@@ -27,12 +28,15 @@ pub enum MatchKind {
 }
 
 /// The Panel JSON of docs/api.md. `stale` is set by the API from the connection's state.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PanelResponse {
     #[serde(rename = "match")]
     pub match_kind: MatchKind,
+    /// True when no active connection keeps this data fresh.
     pub stale: bool,
+    #[schema(required = true)]
     pub synced_at: Option<String>,
+    #[schema(required = true)]
     pub customer: Option<PanelCustomer>,
     pub other_matches: Vec<String>,
 }

@@ -310,7 +310,7 @@ impl CustomerAggregate {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SeriesPoint {
     pub date: NaiveDate,
     pub mrr: i64,
@@ -319,7 +319,7 @@ pub struct SeriesPoint {
 }
 
 /// docs/api.md "Metrics".
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MetricsReport {
     pub currency: String,
     pub as_of: String,

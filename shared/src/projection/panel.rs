@@ -9,32 +9,43 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::aggregate::{CustomerAggregate, InvoiceState, SubState};
 use super::churn::{churn_risk, ChurnRisk};
 use super::mrr::subscription_mrr_with;
 use crate::time::rfc3339;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Money {
+    /// Minor units.
     pub amount: i64,
     pub currency: String,
 }
 
 /// The plan: the per-unit amount and the quantity, never their product (docs/api.md "Panel").
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct PanelPlan {
+    #[schema(required = true)]
     pub product: Option<String>,
+    #[schema(required = true)]
     pub price_id: Option<String>,
+    /// `month`, `year`, `week` or `day`.
+    #[schema(required = true)]
     pub interval: Option<String>,
+    #[schema(required = true)]
     pub interval_count: i64,
+    /// Per unit, minor units.
+    #[schema(required = true)]
     pub unit_amount: i64,
+    #[schema(required = true)]
     pub quantity: i64,
+    #[schema(required = true)]
     pub currency: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PanelInvoice {
     pub id: String,
     pub status: String,
@@ -42,20 +53,26 @@ pub struct PanelInvoice {
     pub amount_paid: i64,
     pub currency: String,
     pub created: String,
+    #[schema(required = true)]
     pub hosted_invoice_url: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PanelCustomer {
     pub id: String,
+    #[schema(required = true)]
     pub email: Option<String>,
+    #[schema(required = true)]
     pub name: Option<String>,
     pub livemode: bool,
     pub created: String,
+    #[schema(required = true)]
     pub plan: Option<PanelPlan>,
     pub mrr: Money,
     pub ltv: Money,
+    /// `active`, `past_due`, `canceled`, `trialing`, `unpaid`, `incomplete`, `incomplete_expired`, `paused` or `none`.
     pub payment_status: String,
+    #[schema(required = true)]
     pub last_invoice: Option<PanelInvoice>,
     pub churn_risk: ChurnRisk,
     pub dashboard_url: String,

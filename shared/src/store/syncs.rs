@@ -108,22 +108,6 @@ impl SyncRun {
             error: None,
         }
     }
-
-    /// The API's view of a run (docs/api.md "Sync run").
-    pub fn to_api(&self) -> serde_json::Value {
-        serde_json::json!({
-            "id": self.id,
-            "trigger": self.trigger.as_str(),
-            "status": self.status,
-            "started_at": crate::time::rfc3339(self.started_at),
-            "finished_at": self.finished_at.map(crate::time::rfc3339),
-            "counts": self.counts,
-            "stripe_requests": self.stripe_requests,
-            "drift": self.drift,
-            "progress": self.progress,
-            "error": self.error,
-        })
-    }
 }
 
 impl Store {
