@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::aggregate::{CustomerAggregate, InvoiceState, SubState};
 use super::churn::{churn_risk, ChurnRisk};
 use super::mrr::subscription_mrr_with;
+use crate::stripe::kinds::SubscriptionStatus;
 use crate::time::rfc3339;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,7 +128,8 @@ impl CustomerAggregate {
             .map(|s| &s.state)
             .filter(|s| !s.is_terminal())
             .max_by_key(|s| {
-                let established = s.status != "incomplete";
+                let established =
+                    SubscriptionStatus::from(s.status.as_str()) != SubscriptionStatus::Incomplete;
                 (
                     established,
                     s.created.or(s.start_date).unwrap_or(s.stamp.t),

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod envelope;
 pub mod error;
+pub mod kinds;
 pub mod oauth;
 pub mod objects;
 pub mod pagination;
