@@ -6,6 +6,7 @@ pub mod auth;
 pub mod aws;
 pub mod card;
 pub mod config;
+pub mod connect;
 pub mod domain_events;
 pub mod http;
 pub mod lifecycle;

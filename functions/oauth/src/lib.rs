@@ -14,17 +14,16 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use shared::aws::AwsClients;
-use shared::domain_events::{DomainEvent, Publisher};
+use shared::connect::{ConnectError, ConnectWorkflow, READ_ONLY};
+use shared::domain_events::Publisher;
 use shared::http::{ApiError, Caller};
-use shared::lifecycle::{account_in_use, Lifecycle, LifecycleJob};
+use shared::lifecycle::Lifecycle;
 use shared::oauth_state::{clear_cookie, set_cookie, OAuthState};
-use shared::queue::{SyncJob, SyncTrigger};
 use shared::secrets::OAuthSecrets;
-use shared::store::connections::{ConnectOutcome, Connection, ConnectionStatus, PurgePending};
-use shared::store::syncs::SyncRun;
+use shared::store::connections::Connection;
 use shared::store::{Store, StoreError};
-use shared::stripe::client::{AccountCredential, StripeClient, StripeError};
-use shared::vault::{TokenOwner, Vault, VaultError};
+use shared::stripe::client::StripeClient;
+use shared::vault::Vault;
 use thiserror::Error;
 use tracing::{info, info_span, warn, Instrument};
 use url::Url;
@@ -60,12 +59,8 @@ pub struct ConnectApp {
     pub config: Config,
     pub secrets: OAuthSecrets,
     pub store: Store,
-    pub vault: Vault,
-    pub stripe: StripeClient,
-    pub sqs: aws_sdk_sqs::Client,
-    pub events: Publisher,
-    /// Revokes a grant the workspace switched away from; queues the purge of its data.
-    pub lifecycle: Lifecycle,
+    /// Exchange, checks, sealed tokens, stored connection, backfill: `shared::connect`.
+    pub workflow: ConnectWorkflow,
 }
 
 impl ConnectApp {
@@ -92,13 +87,19 @@ pub async fn init(aws: &AwsClients) -> Result<AppState, Box<dyn std::error::Erro
         sqs: aws.sqs.clone(),
         queue_url: config.sync_queue_url.clone(),
     };
-    Ok(Arc::new(ConnectApp {
-        store,
+    let workflow = ConnectWorkflow {
+        store: store.clone(),
         vault: Vault::new(aws.kms.clone(), config.kms_key_id.clone()),
         stripe,
+        platform_key: secrets.stripe_secret_key.clone(),
         sqs: aws.sqs.clone(),
+        sync_queue_url: config.sync_queue_url.clone(),
         events: Publisher::new(aws.eventbridge.clone(), config.event_bus_name.clone()),
         lifecycle,
+    };
+    Ok(Arc::new(ConnectApp {
+        store,
+        workflow,
         secrets,
         config,
     }))
@@ -179,18 +180,14 @@ pub enum CallbackError {
     InvalidState,
     #[error("no authorization code")]
     MissingCode,
-    #[error("Stripe refused the authorization code")]
-    InvalidGrant,
-    #[error("the grant is not read_only")]
+    #[error("Stripe answered the authorization with an error")]
+    AuthorizationError,
+    #[error("the requested scope is not read_only")]
     WrongScope,
-    #[error("the Stripe account is connected to workspace {0}")]
-    AccountInUse(String),
-    #[error("Stripe: {0}")]
-    Stripe(StripeError),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     #[error("store: {0}")]
     Store(#[from] StoreError),
-    #[error("vault: {0}")]
-    Vault(#[from] VaultError),
 }
 
 impl CallbackError {
@@ -199,11 +196,10 @@ impl CallbackError {
             CallbackError::AccessDenied => "access_denied",
             CallbackError::InvalidState => "invalid_state",
             CallbackError::MissingCode => "missing_code",
-            CallbackError::InvalidGrant => "invalid_grant",
+            CallbackError::AuthorizationError => "invalid_grant",
             CallbackError::WrongScope => "wrong_scope",
-            CallbackError::AccountInUse(_) => "account_in_use",
-            CallbackError::Stripe(e) => e.code(),
-            CallbackError::Store(_) | CallbackError::Vault(_) => "internal_error",
+            CallbackError::Connect(e) => e.reason(),
+            CallbackError::Store(_) => "internal_error",
         }
     }
 }
@@ -293,201 +289,18 @@ async fn handle_callback(
         return Err(CallbackError::AccessDenied);
     }
     if params.error.is_some() {
-        return Err(CallbackError::InvalidGrant);
+        return Err(CallbackError::AuthorizationError);
     }
     let code = params
         .code
         .filter(|c| !c.is_empty() && c.len() <= 256)
         .ok_or(CallbackError::MissingCode)?;
-    if params.scope.as_deref().is_some_and(|s| s != "read_only") {
+    if params.scope.as_deref().is_some_and(|s| s != READ_ONLY) {
         return Err(CallbackError::WrongScope);
     }
     // The code is single-use: exchanged once, never retried.
-    let grant = app
-        .stripe
-        .oauth_token(&app.secrets.stripe_secret_key, &code)
-        .await
-        .map_err(|e| match e {
-            StripeError::InvalidGrant { .. } => CallbackError::InvalidGrant,
-            other => CallbackError::Stripe(other),
-        })?;
-    tracing::Span::current().record("account", grant.stripe_user_id.as_str());
-    if grant.scope != "read_only" {
-        // Discarded, never deauthorized: deauthorizing cuts the whole platform off the account,
-        // which would break any workspace already connected to it read-only.
-        warn!(scope = %grant.scope, "grant with the wrong scope discarded");
-        return Err(CallbackError::WrongScope);
-    }
-    let previous = app.store.get_connection(&state.workspace_id).await?;
-    // Cheap check first (the store's transaction is the real guard): no tokens are sealed for
-    // an account another workspace holds.
-    if let Some(holder) = app
-        .store
-        .other_holder(&grant.stripe_user_id, &state.workspace_id)
-        .await?
-    {
-        return refuse_account_in_use(app, &state.workspace_id, previous.as_ref(), holder, now)
-            .await;
-    }
-    let credential = AccountCredential {
-        account_id: grant.stripe_user_id.clone(),
-        access_token: grant.access_token.clone(),
-        livemode: grant.livemode,
-    };
-    let business_name = match app.stripe.retrieve_account(&credential).await {
-        Ok(info) => info.business_name,
-        Err(e) => {
-            warn!(error = %e, "account details unavailable; the card will show the account id");
-            None
-        }
-    };
-    let owner = TokenOwner {
-        workspace_id: &state.workspace_id,
-        account_id: &grant.stripe_user_id,
-    };
-    let sealed = app.vault.seal(owner, &grant.access_token).await?;
-    let sealed_refresh = match &grant.refresh_token {
-        Some(token) => Some(app.vault.seal(owner, token).await?),
-        None => None,
-    };
-
-    let tier = app.store.get_plan(&state.workspace_id).await?;
-    let mut conn = Connection::new(
-        &state.workspace_id,
-        &grant.stripe_user_id,
-        grant.livemode,
-        tier,
-        now,
-    );
-    conn.business_name = business_name;
-    conn.sealed_token = Some(sealed);
-    conn.sealed_refresh_token = sealed_refresh;
-    conn.scope = grant.scope.clone();
-    conn.connected_by = state.user.clone();
-    // A reconnect supersedes the old grant: any writer still holding the old version retries.
-    conn.version = previous.as_ref().map(|p| p.version + 1).unwrap_or(0);
-    let mut run = SyncRun::new(
-        &state.workspace_id,
-        &grant.stripe_user_id,
-        SyncTrigger::Backfill,
-        now,
-    );
-    // Another account's data is in the workspace (a switch, or a switch whose purge has not
-    // finished): it goes before the new account's backfill, and nothing of it is shown meanwhile.
-    let leftover = previous.as_ref().and_then(|p| {
-        if p.account_id != conn.account_id {
-            Some(p.account_id.clone())
-        } else {
-            p.purge_pending
-                .as_ref()
-                .map(|purge| purge.account_id.clone())
-        }
-    });
-    if let (Some(old), Some(prev)) = (&leftover, previous.as_ref()) {
-        conn.purge_pending = Some(PurgePending {
-            account_id: old.clone(),
-            backfill_run: run.id.clone(),
-        });
-        // A sync of the old account may still be writing; the purge waits for its lease.
-        conn.running_sync = prev.running_sync.clone();
-        conn.running_sync_until = prev.running_sync_until;
-    }
-    match app.store.connect_account(previous.as_ref(), &conn).await? {
-        ConnectOutcome::Connected => {}
-        ConnectOutcome::AccountInUse { workspace_id } => {
-            return refuse_account_in_use(
-                app,
-                &state.workspace_id,
-                previous.as_ref(),
-                workspace_id,
-                now,
-            )
-            .await;
-        }
-    }
-    app.store.put_sync_run(&run).await?;
-    if let Some(prev) = previous
-        .as_ref()
-        .filter(|p| p.account_id != conn.account_id && p.status != ConnectionStatus::Disconnected)
-    {
-        // The workspace let go of a grant it was still holding: give it back to its owner.
-        app.lifecycle
-            .revoke_released(&state.workspace_id, &prev.account_id)
-            .await;
-    }
-    let started = match &leftover {
-        Some(old) => {
-            info!(old_account = %old, "switched accounts; the old account's data is purged before the backfill");
-            let job = LifecycleJob::Purge {
-                workspace_id: conn.workspace_id.clone(),
-                old_account_id: old.clone(),
-                account_id: conn.account_id.clone(),
-                backfill_run: run.id.clone(),
-                attempt: 0,
-            };
-            app.lifecycle
-                .queue(&job, 0)
-                .await
-                .map_err(|e| e.to_string())
-        }
-        None => start_backfill(app, &conn, &run).await,
-    };
-    if let Err(e) = started {
-        warn!(error = %e, "backfill not queued; the next schedule or a manual re-sync will run it");
-        run.status = shared::store::syncs::RunStatus::Failed;
-        run.error = Some(shared::store::syncs::RunError {
-            code: "queue_unavailable".into(),
-            message: "The backfill could not be queued.".into(),
-        });
-        app.store.put_sync_run(&run).await?;
-    }
-    app.events
-        .publish(
-            DomainEvent::Connected,
-            &conn.workspace_id,
-            &conn.account_id,
-            json!({"livemode": conn.livemode}),
-        )
-        .await;
-    info!(livemode = conn.livemode, "connected");
-    Ok(conn)
-}
-
-/// Nothing is stored and the grant is dropped without deauthorizing (the holder keeps working).
-/// A workspace that already has a connection sees why on its card.
-async fn refuse_account_in_use(
-    app: &ConnectApp,
-    workspace_id: &str,
-    previous: Option<&Connection>,
-    holder: String,
-    now: i64,
-) -> Result<Connection, CallbackError> {
-    warn!(holder = %holder, "account connected to another workspace; grant discarded");
-    if previous.is_some() {
-        app.store
-            .update_connection(workspace_id, |c| {
-                c.last_error = Some(account_in_use(now));
-                true
-            })
-            .await?;
-    }
-    Err(CallbackError::AccountInUse(holder))
-}
-
-async fn start_backfill(app: &ConnectApp, conn: &Connection, run: &SyncRun) -> Result<(), String> {
-    let job = SyncJob {
-        workspace_id: conn.workspace_id.clone(),
-        account_id: conn.account_id.clone(),
-        run_id: run.id.clone(),
-        trigger: SyncTrigger::Backfill,
-    };
-    let body = serde_json::to_string(&job).map_err(|e| e.to_string())?;
-    app.sqs
-        .send_message()
-        .queue_url(&app.config.sync_queue_url)
-        .message_body(body)
-        .send()
-        .await
-        .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
-    Ok(())
+    Ok(app
+        .workflow
+        .complete(&state.workspace_id, &state.user, &code, now)
+        .await?)
 }

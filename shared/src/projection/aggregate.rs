@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::stamp::Stamp;
 use super::{mrr, Change};
+use crate::stripe::kinds::{ChargeStatus, SubscriptionStatus};
 
 /// Invoices kept per customer: the newest by `(created, id)`.
 pub const MAX_INVOICES: usize = 5;
@@ -146,7 +147,7 @@ impl SubState {
     }
 
     pub fn is_terminal(&self) -> bool {
-        matches!(self.status.as_str(), "canceled" | "incomplete_expired")
+        SubscriptionStatus::from(self.status.as_str()).is_terminal()
     }
 
     /// The currency of the subscription, else of its first item.
@@ -271,7 +272,7 @@ pub struct ChargeSummary {
 impl ChargeSummary {
     /// What one charge version adds to the lifetime value.
     fn net(c: &ChargeState) -> i64 {
-        if c.status == "succeeded" {
+        if ChargeStatus::from(c.status.as_str()) == ChargeStatus::Succeeded {
             c.amount - c.amount_refunded
         } else {
             0
@@ -288,9 +289,11 @@ impl ChargeSummary {
                 self.ltv.remove(&new.currency);
             }
         }
-        match new.status.as_str() {
-            "failed" => self.last_failed = self.last_failed.max(Some(new.created)),
-            "succeeded" => self.last_succeeded = self.last_succeeded.max(Some(new.created)),
+        match ChargeStatus::from(new.status.as_str()) {
+            ChargeStatus::Failed => self.last_failed = self.last_failed.max(Some(new.created)),
+            ChargeStatus::Succeeded => {
+                self.last_succeeded = self.last_succeeded.max(Some(new.created))
+            }
             _ => {}
         }
         if let Some(card) = new.card_exp {

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use super::aggregate::CustomerAggregate;
 use super::mrr::counts_mrr;
+use crate::stripe::kinds::{InvoiceStatus, SubscriptionStatus};
 
 const DAY: i64 = 86_400;
 const WINDOW: i64 = 30 * DAY;
@@ -48,10 +49,15 @@ pub fn churn_risk(agg: &CustomerAggregate) -> ChurnRisk {
 
     add(payment_failed(agg, now), "payment_failed");
     add(
-        live.iter().any(|s| s.state.status == "past_due"),
+        live.iter()
+            .any(|s| status(&s.state) == SubscriptionStatus::PastDue),
         "past_due",
     );
-    add(live.iter().any(|s| s.state.status == "unpaid"), "unpaid");
+    add(
+        live.iter()
+            .any(|s| status(&s.state) == SubscriptionStatus::Unpaid),
+        "unpaid",
+    );
     add(
         live.iter().any(|s| s.state.cancel_at_period_end),
         "cancel_at_period_end",
@@ -63,7 +69,7 @@ pub fn churn_risk(agg: &CustomerAggregate) -> ChurnRisk {
     );
     add(!live.is_empty() && card_expiring(agg, now), "card_expiring");
     let trial_ending = agg.primary_subscription().is_some_and(|s| {
-        s.status == "trialing"
+        status(s) == SubscriptionStatus::Trialing
             && s.trial_end
                 .is_some_and(|e| e >= now && e - now <= TRIAL_WINDOW)
     });
@@ -80,12 +86,16 @@ pub fn churn_risk(agg: &CustomerAggregate) -> ChurnRisk {
     ChurnRisk { level, reasons }
 }
 
+fn status(s: &super::aggregate::SubState) -> SubscriptionStatus {
+    SubscriptionStatus::from(s.status.as_str())
+}
+
 /// The latest invoice is open after a failed attempt, or a charge failed in the last 30 days
 /// and no charge succeeded after it.
 fn payment_failed(agg: &CustomerAggregate, now: i64) -> bool {
-    let open_failed = agg
-        .last_invoice_state()
-        .is_some_and(|i| i.status == "open" && i.attempt_count > 0);
+    let open_failed = agg.last_invoice_state().is_some_and(|i| {
+        InvoiceStatus::from(i.status.as_str()) == InvoiceStatus::Open && i.attempt_count > 0
+    });
     let last_failed = agg.charge_summary.last_failed;
     let last_ok = agg.charge_summary.last_succeeded;
     let recent_failure =

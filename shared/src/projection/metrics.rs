@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::aggregate::{CustomerAggregate, HistoryPoint, SubEntry};
 use super::mrr::potential_mrr;
+use crate::stripe::kinds::{ChargeStatus, SubscriptionStatus};
 use crate::time::{day_of, rfc3339};
 
 /// The key of the currency-free counts older versions wrote; reports ignore it.
@@ -142,10 +143,7 @@ fn timeline(entry: &SubEntry) -> Vec<Step> {
         mrr: p.mrr,
         currency: p.currency.clone(),
         active: p.active,
-        churns: matches!(
-            p.status.as_str(),
-            "canceled" | "incomplete_expired" | "unpaid"
-        ),
+        churns: SubscriptionStatus::from(p.status.as_str()).is_churn(),
     };
     let mut steps: Vec<Step> = entry.history.iter().map(step).collect();
     let s = &entry.state;
@@ -162,7 +160,9 @@ fn timeline(entry: &SubEntry) -> Vec<Step> {
                 t: begin,
                 ..step(&entry.history[0])
             })
-        } else if entry.history[0].status == "canceled" {
+        } else if SubscriptionStatus::from(entry.history[0].status.as_str())
+            == SubscriptionStatus::Canceled
+        {
             Some(Step {
                 t: begin,
                 mrr: potential_mrr(s),
@@ -294,15 +294,17 @@ impl CustomerAggregate {
         }
 
         for ch in self.charges.values() {
-            match ch.status.as_str() {
-                "succeeded" => {
+            match ChargeStatus::from(ch.status.as_str()) {
+                ChargeStatus::Succeeded => {
                     let net = ch.amount - ch.amount_refunded;
                     acc.put(&ch.currency, ch.created, |d| {
                         d.revenue += net;
                         d.succeeded_payments += 1;
                     });
                 }
-                "failed" => acc.put(&ch.currency, ch.created, |d| d.failed_payments += 1),
+                ChargeStatus::Failed => {
+                    acc.put(&ch.currency, ch.created, |d| d.failed_payments += 1)
+                }
                 _ => {}
             }
         }

@@ -1,10 +1,11 @@
 //! MRR per docs/api.md "Definitions", in exact rational arithmetic, rounded once per subscription.
 
 use super::aggregate::{CouponTerms, ItemState, SubState};
+use crate::stripe::kinds::SubscriptionStatus;
 
 /// Statuses whose subscriptions count toward MRR (and as active subscriptions).
 pub fn counts_mrr(status: &str) -> bool {
-    matches!(status, "active" | "past_due")
+    SubscriptionStatus::from(status).counts_mrr()
 }
 
 /// The subscription's MRR in its currency's minor unit; 0 unless `active` or `past_due`.

@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use super::aggregate::{CustomerAggregate, InvoiceState, SubState};
 use super::churn::{churn_risk, ChurnRisk};
 use super::mrr::subscription_mrr_with;
+use crate::stripe::kinds::SubscriptionStatus;
 use crate::time::rfc3339;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -144,7 +145,8 @@ impl CustomerAggregate {
             .map(|s| &s.state)
             .filter(|s| !s.is_terminal())
             .max_by_key(|s| {
-                let established = s.status != "incomplete";
+                let established =
+                    SubscriptionStatus::from(s.status.as_str()) != SubscriptionStatus::Incomplete;
                 (
                     established,
                     s.created.or(s.start_date).unwrap_or(s.stamp.t),

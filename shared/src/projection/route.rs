@@ -9,6 +9,7 @@ use super::aggregate::{
 use super::catalog::{CatalogItem, CatalogKind};
 use super::stamp::{self, Stamp};
 use super::{Change, ProjectionError, Routed};
+use crate::stripe::kinds::ObjectFamily;
 use crate::stripe::objects::{self, Coupon, Discount};
 
 /// Routes a webhook (or Events API) event by its type. Unknown types are [`Routed::Unhandled`].
@@ -21,39 +22,33 @@ pub fn route_event(
     let family = match event_type {
         "account.updated" => return Ok(account_updated(object)),
         "account.application.deauthorized" => return Ok(Routed::Deauthorized),
-        "customer.created" | "customer.updated" | "customer.deleted" => "customer",
         "invoice.upcoming" => return Ok(Routed::Unhandled),
-        t if t.starts_with("customer.subscription.") => "subscription",
-        t if t.starts_with("customer.discount.") => "discount",
-        t if t.starts_with("coupon.") => "coupon",
-        t if t.starts_with("invoice.") => "invoice",
-        t if t.starts_with("charge.") => "charge",
-        t if t.starts_with("product.") => "product",
-        t if t.starts_with("price.") => "price",
-        _ => return Ok(Routed::Unhandled),
+        t => match ObjectFamily::of_event_type(t) {
+            Some(family) => family,
+            None => return Ok(Routed::Unhandled),
+        },
     };
     // `charge.dispute.*`, `charge.refund.updated` and friends carry other objects.
     if let Some(declared) = object.get("object").and_then(Value::as_str) {
-        if declared != family {
+        if ObjectFamily::from(declared) != family {
             return Ok(Routed::Unhandled);
         }
     }
     // Discounts had no id before discount ids existed: nothing to file them under.
-    if family == "discount" && object.get("id").and_then(Value::as_str).is_none() {
+    if family == ObjectFamily::Discount && object.get("id").and_then(Value::as_str).is_none() {
         return Ok(Routed::Unhandled);
     }
     let terminal = event_type == "customer.deleted";
-    route_object(family, object, created, kind, terminal)
+    route_object(&family, object, created, kind, terminal)
 }
 
 /// Routes an object from a listing (backfill or full sync), observed at `observed_at`.
 pub fn route_listed(object: &Value, observed_at: i64) -> Result<Routed, ProjectionError> {
     let family = match object.get("object").and_then(Value::as_str) {
-        Some(
-            f @ ("customer" | "subscription" | "invoice" | "charge" | "product" | "price"
-            | "coupon"),
-        ) => f,
-        Some(_) => return Ok(Routed::Unhandled),
+        Some(declared) => match ObjectFamily::from(declared) {
+            family if family.is_listed() => family,
+            _ => return Ok(Routed::Unhandled),
+        },
         None if !object.is_object() => {
             return Err(ProjectionError::NotAnObject {
                 kind: "listed".into(),
@@ -61,11 +56,11 @@ pub fn route_listed(object: &Value, observed_at: i64) -> Result<Routed, Projecti
         }
         None => return Ok(Routed::Unhandled),
     };
-    route_object(family, object, observed_at, stamp::KIND_LISTED, false)
+    route_object(&family, object, observed_at, stamp::KIND_LISTED, false)
 }
 
 fn route_object(
-    family: &str,
+    family: &ObjectFamily,
     object: &Value,
     t: i64,
     kind: u8,
@@ -73,14 +68,14 @@ fn route_object(
 ) -> Result<Routed, ProjectionError> {
     if !object.is_object() {
         return Err(ProjectionError::NotAnObject {
-            kind: family.into(),
+            kind: family.to_string(),
         });
     }
     let id = match object.get("id").and_then(Value::as_str) {
         Some(id) if !id.is_empty() => id.to_string(),
         _ => {
             return Err(ProjectionError::MissingId {
-                kind: family.into(),
+                kind: family.to_string(),
             })
         }
     };
@@ -94,12 +89,12 @@ fn route_object(
         digest: digest.clone(),
     };
     let missing_customer = || ProjectionError::MissingCustomer {
-        kind: family.into(),
+        kind: family.to_string(),
         id: id.clone(),
     };
 
     match family {
-        "customer" => {
+        ObjectFamily::Customer => {
             let c: objects::Customer = parse(object);
             let deleted = terminal || c.deleted == Some(true);
             let state = CustomerState {
@@ -119,7 +114,7 @@ fn route_object(
                 change: Change::Customer(state),
             })
         }
-        "subscription" => {
+        ObjectFamily::Subscription => {
             let s: objects::Subscription = parse(object);
             let customer = s.customer.clone().ok_or_else(missing_customer)?;
             let status = s.status.clone().unwrap_or_default();
@@ -145,7 +140,7 @@ fn route_object(
                 change: Change::Subscription(state),
             })
         }
-        "invoice" => {
+        ObjectFamily::Invoice => {
             let i: objects::Invoice = parse(object);
             let customer = i.customer.clone().ok_or_else(missing_customer)?;
             let attempts = i.attempt_count.unwrap_or(0);
@@ -168,7 +163,7 @@ fn route_object(
                 change: Change::Invoice(state),
             })
         }
-        "charge" => {
+        ObjectFamily::Charge => {
             let c: objects::Charge = parse(object);
             let refunded = c.amount_refunded.unwrap_or(0);
             let state = ChargeState {
@@ -190,7 +185,7 @@ fn route_object(
                 change: Change::Charge(state),
             })
         }
-        "product" => {
+        ObjectFamily::Product => {
             let p: objects::Product = parse(object);
             Ok(Routed::Catalog(CatalogItem {
                 id: id.clone(),
@@ -203,7 +198,7 @@ fn route_object(
                 ..CatalogItem::default()
             }))
         }
-        "price" => {
+        ObjectFamily::Price => {
             let p: objects::Price = parse(object);
             let recurring = p.recurring.clone().unwrap_or_default();
             Ok(Routed::Catalog(CatalogItem {
@@ -222,7 +217,7 @@ fn route_object(
                 stamp: stamp(0, 0, false),
             }))
         }
-        "coupon" => {
+        ObjectFamily::Coupon => {
             let c: Coupon = parse(object);
             let mut terms = coupon_terms(&c);
             terms.coupon_id = Some(id.clone());
@@ -237,7 +232,7 @@ fn route_object(
                 ..CatalogItem::default()
             }))
         }
-        "discount" => {
+        ObjectFamily::Discount => {
             let d: Discount = parse(object);
             Ok(Routed::Catalog(CatalogItem {
                 id: id.clone(),
@@ -249,7 +244,7 @@ fn route_object(
                 ..CatalogItem::default()
             }))
         }
-        _ => Ok(Routed::Unhandled),
+        ObjectFamily::Other(_) => Ok(Routed::Unhandled),
     }
 }
 

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::stripe::kinds::{ChargeStatus, InvoiceStatus, SubscriptionStatus};
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Stamp {
     /// Tombstone: beats every non-terminal version.
@@ -48,10 +50,10 @@ pub fn kind_rank(event_type: &str) -> u8 {
 
 /// Invoice: draft < open < uncollectible < paid = void.
 pub fn invoice_rank(status: Option<&str>) -> u8 {
-    match status {
-        Some("open") => 1,
-        Some("uncollectible") => 2,
-        Some("paid") | Some("void") => 3,
+    match status.map(InvoiceStatus::from) {
+        Some(InvoiceStatus::Open) => 1,
+        Some(InvoiceStatus::Uncollectible) => 2,
+        Some(InvoiceStatus::Paid | InvoiceStatus::Void) => 3,
         _ => 0,
     }
 }
@@ -60,21 +62,21 @@ pub fn invoice_rank(status: Option<&str>) -> u8 {
 /// incomplete_expired. Only breaks same-second ties; a later second always wins, so a
 /// subscription can still go from `past_due` back to `active`.
 pub fn subscription_rank(status: Option<&str>) -> u8 {
-    match status {
-        Some("trialing") => 1,
-        Some("active") => 2,
-        Some("past_due") => 3,
-        Some("unpaid") => 4,
-        Some("paused") => 5,
-        Some("canceled") | Some("incomplete_expired") => 6,
+    match status.map(SubscriptionStatus::from) {
+        Some(SubscriptionStatus::Trialing) => 1,
+        Some(SubscriptionStatus::Active) => 2,
+        Some(SubscriptionStatus::PastDue) => 3,
+        Some(SubscriptionStatus::Unpaid) => 4,
+        Some(SubscriptionStatus::Paused) => 5,
+        Some(SubscriptionStatus::Canceled | SubscriptionStatus::IncompleteExpired) => 6,
         _ => 0,
     }
 }
 
 /// Charge: pending < failed = succeeded (refunds progress through `amount_refunded`).
 pub fn charge_rank(status: Option<&str>) -> u8 {
-    match status {
-        Some("failed") | Some("succeeded") => 1,
+    match status.map(ChargeStatus::from) {
+        Some(ChargeStatus::Failed | ChargeStatus::Succeeded) => 1,
         _ => 0,
     }
 }
