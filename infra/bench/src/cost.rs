@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use crate::burst::TypeCost;
 use crate::e2e::LoadStats;
-use crate::report::Section;
+use crate::report::{Section, Verdict};
 
 // us-east-1 list prices (on-demand, free tier ignored) as published when this was written;
 // update them here when AWS changes its prices.
@@ -30,12 +31,42 @@ fn billed_ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e3).ceil().max(1.0)
 }
 
-/// `webhook_p50`: the uncontended webhook POST of section 2, when measured.
-pub fn section(load: &LoadStats, webhook_p50: Option<Duration>) -> Section {
+/// The goals of issue 14: write units per event on average over section 3's mix, and dollars
+/// per million webhook events.
+const GOAL_WRU_PER_EVENT: f64 = 4.0;
+const GOAL_DOLLARS_PER_MILLION: f64 = 4.0;
+
+/// `webhook_p50`: the uncontended webhook POST of section 2, when measured; `by_type`: the
+/// units of each of section 3's event types measured on its own.
+pub fn section(
+    load: &LoadStats,
+    webhook_p50: Option<Duration>,
+    by_type: Option<&[TypeCost]>,
+) -> Section {
     let mut s = Section::new(
-        "8. Estimated AWS cost per million webhook events",
-        "section 3's measured DynamoDB request units per delivered event and local durations, times us-east-1 list prices (constants in cost.rs).",
+        "8. Measured DynamoDB capacity and AWS cost per million webhook events",
+        "request units per event measured per request by the functions' DynamoDB interceptor (counting.rs, sizing.rs): each request's items \
+         as actually stored before and after it, by DynamoDB's documented rounding (writes: larger of before/after per started KB, x2 in a \
+         transaction, plus global secondary index writes; reads: per started 4 KB of the whole item, half when eventually consistent), \
+         webhook and projector together; then section 3's measured units per delivered event and local durations times us-east-1 list \
+         prices (constants in cost.rs).",
     );
+    for t in by_type.into_iter().flatten() {
+        let n = t.events.max(1) as f64;
+        s.info(
+            format!(
+                "{}: WRU / RRU per event ({} unique events)",
+                t.kind, t.events
+            ),
+            format!(
+                "{:.2} / {:.2} (of the WRU {:.2} on indexes; {})",
+                t.dynamo.wru / n,
+                t.dynamo.rru / n,
+                t.dynamo.index_wru / n,
+                t.dynamo.ops_line()
+            ),
+        );
+    }
     let n = load.deliveries.max(1) as f64;
     let million = 1e6;
     let apigw = million * APIGW_HTTP_PER_REQUEST;
@@ -55,6 +86,24 @@ pub fn section(load: &LoadStats, webhook_p50: Option<Duration>) -> Section {
     let sqs = million * sqs_requests * SQS_PER_REQUEST;
     let wru = load.dynamo.wru / n;
     let rru = load.dynamo.rru / n;
+    s.row(
+        format!(
+            "WRU per delivered event, section 3's mix ({} deliveries, {} duplicates)",
+            load.deliveries,
+            load.deliveries - load.unique
+        ),
+        format!("<= {GOAL_WRU_PER_EVENT}"),
+        format!(
+            "{wru:.2} ({:.2} per unique event; {:.2} of it on indexes)",
+            load.dynamo.wru / load.unique.max(1) as f64,
+            load.dynamo.index_wru / n
+        ),
+        Verdict::of(wru <= GOAL_WRU_PER_EVENT),
+    );
+    s.info(
+        "RRU per delivered event, section 3's mix",
+        format!("{rru:.2}"),
+    );
     let dynamo = million * (wru * DDB_PER_WRU + rru * DDB_PER_RRU);
     let total = apigw + webhook + projector + sqs + dynamo;
     s.info(
@@ -79,11 +128,17 @@ pub fn section(load: &LoadStats, webhook_p50: Option<Duration>) -> Section {
         format!("DynamoDB on-demand ({wru:.2} WRU + {rru:.2} RRU per event, measured)"),
         format!("${dynamo:.2}"),
     );
-    s.info("total per million webhook events", format!("${total:.2}"));
+    s.row(
+        "total per million webhook events",
+        format!("<= ${GOAL_DOLLARS_PER_MILLION:.2}"),
+        format!("${total:.2}"),
+        Verdict::of(total <= GOAL_DOLLARS_PER_MILLION),
+    );
     s.note(format!(
-        "Assumptions: the {} duplicate deliveries of section 3 ({:.0}% of its unique events) are billed like any event; WRU from the size of each written item in the \
-         request (transactional items 2 WRU per started KB, as AWS bills TransactWriteItems), RRU from response sizes (4 KB units, eventually \
-         consistent at half); one workspace per account; idle SQS polling, CloudWatch Logs, X-Ray and data transfer not included.",
+        "Assumptions: the {} duplicate deliveries of section 3 ({:.0}% of its unique events) are billed like any event; a cancelled transaction \
+         is charged as if it had written (an upper bound); index writes are not doubled inside a transaction; one workspace per account; idle \
+         SQS polling, CloudWatch Logs, X-Ray and data transfer not included. moto's own ConsumedCapacity is not used: it answers a fixed \
+         number per request whatever the item.",
         load.deliveries - load.unique,
         (load.deliveries - load.unique) as f64 / load.unique.max(1) as f64 * 100.0
     ));

@@ -1,6 +1,8 @@
-//! A DynamoDB client interceptor that counts requests by operation, estimates the capacity units
-//! they would consume on-demand, and keeps the wall time spent on the wire (the union of in-flight
-//! intervals), so a caller can subtract it from a request's latency.
+//! A DynamoDB client interceptor that counts requests by operation, works out the capacity units
+//! each one consumes on-demand from the items as they are stored ([`crate::sizing`]: moto's own
+//! `ConsumedCapacity` is a fixed number per request, not the truth), counts transaction
+//! conflicts and failed conditions from the responses, and keeps the wall time spent on the wire
+//! (the union of in-flight intervals), so a caller can subtract it from a request's latency.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -12,6 +14,9 @@ use aws_sdk_dynamodb::config::interceptors::{
 };
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_smithy_types::config_bag::{Storable, StoreReplace};
+use serde_json::Value;
+
+use crate::sizing::{self, item_size, read_units, write_cost, Attrs, Schema, Shadow};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -36,10 +41,21 @@ pub const WRITE_OPS: [&str; 5] = [
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
     pub ops: BTreeMap<String, u64>,
-    /// Estimated write request units (on-demand), from the request items' sizes.
+    /// Write request units (on-demand), table and indexes, from the stored items' sizes.
     pub wru: f64,
-    /// Estimated read request units, from the response sizes.
+    /// Of `wru`, the global secondary indexes' writes.
+    pub index_wru: f64,
+    /// Read request units, from the stored items' sizes.
     pub rru: f64,
+    /// Transactions cancelled because another transaction was writing one of their items
+    /// (`TransactionConflict` among the cancellation reasons).
+    pub conflicts: u64,
+    /// Conditional writes refused (`ConditionalCheckFailedException`, or a transaction cancelled
+    /// with `ConditionalCheckFailed`): each one is a lost race the writer retries (or a guard).
+    pub condition_failures: u64,
+    /// Writes whose resulting item could not be computed (an update expression the shadow does
+    /// not evaluate); their size is estimated from the request. Zero in practice.
+    pub estimated: u64,
     /// Wall time with at least one request on the wire.
     pub busy: Duration,
 }
@@ -72,7 +88,11 @@ impl Snapshot {
         Snapshot {
             ops,
             wru: self.wru - earlier.wru,
+            index_wru: self.index_wru - earlier.index_wru,
             rru: self.rru - earlier.rru,
+            conflicts: self.conflicts - earlier.conflicts,
+            condition_failures: self.condition_failures - earlier.condition_failures,
+            estimated: self.estimated - earlier.estimated,
             busy: self.busy.saturating_sub(earlier.busy),
         }
     }
@@ -93,6 +113,10 @@ impl Snapshot {
 #[derive(Debug, Default)]
 struct State {
     totals: Snapshot,
+    schema: Schema,
+    shadow: Shadow,
+    /// Successful writes per item key since the start.
+    key_writes: sizing::KeyCounts,
     /// The body of the latest response to each read operation, for replaying it in process.
     last_responses: BTreeMap<String, Vec<u8>>,
     in_flight: u32,
@@ -109,7 +133,7 @@ pub struct DynamoCounter {
 #[derive(Debug, Clone)]
 struct Attempt {
     op: String,
-    consistent: bool,
+    request: Vec<u8>,
     on_wire: bool,
 }
 
@@ -127,6 +151,16 @@ impl DynamoCounter {
             snap.busy += since.elapsed();
         }
         snap
+    }
+
+    /// The table's keys and indexes (from `DescribeTable`), for index writes.
+    pub fn set_schema(&self, schema: Schema) {
+        self.with(|s| s.schema = schema);
+    }
+
+    /// Successful writes per item key (`pk|sk` in wire JSON) since the start.
+    pub fn key_writes(&self) -> sizing::KeyCounts {
+        self.with(|s| s.key_writes.clone()).unwrap_or_default()
     }
 
     /// The latest response body of each read operation seen so far.
@@ -159,92 +193,232 @@ impl DynamoCounter {
     }
 }
 
-/// DynamoDB's size of one attribute value in wire JSON (`{"S": ".."}`, `{"N": ".."}`, ...):
-/// string bytes, about half the digits of a number, nested maps and lists with their overhead.
-fn value_size(v: &serde_json::Value) -> usize {
-    let Some((kind, inner)) = v.as_object().and_then(|o| o.iter().next()) else {
-        return 0;
-    };
-    match (kind.as_str(), inner) {
-        ("S", serde_json::Value::String(s)) => s.len(),
-        ("N", serde_json::Value::String(n)) => n.len().div_ceil(2) + 1,
-        ("B", serde_json::Value::String(b)) => b.len() * 3 / 4,
-        ("BOOL" | "NULL", _) => 1,
-        ("M", serde_json::Value::Object(m)) => {
-            3 + m
-                .iter()
-                .map(|(k, v)| k.len() + value_size(v) + 1)
-                .sum::<usize>()
+fn attrs(v: &Value) -> Attrs {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+fn shadow_key(table: &str, schema: &Schema, item: &Attrs) -> Option<String> {
+    sizing::key_of(schema, item).map(|k| format!("{table}|{k}"))
+}
+
+/// One item write of a request: which item, and what it leaves behind.
+struct ItemWrite {
+    key: Option<String>,
+    before: Option<Attrs>,
+    /// `None` for a delete.
+    after: Option<Attrs>,
+    /// A `ConditionCheck`: charged as a write, changes nothing.
+    check_only: bool,
+}
+
+impl State {
+    /// The item write one `Put`/`Update`/`Delete`/`ConditionCheck` element describes.
+    fn plan(&mut self, kind: &str, w: &Value) -> ItemWrite {
+        let table = w["TableName"].as_str().unwrap_or_default().to_string();
+        let key_attrs = match kind {
+            "Put" | "PutRequest" => attrs(&w["Item"]),
+            _ => attrs(&w["Key"]),
+        };
+        let key = shadow_key(&table, &self.schema, &key_attrs);
+        let before = key.as_ref().and_then(|k| self.shadow.get(k)).cloned();
+        let after = match kind {
+            "Put" | "PutRequest" => Some(key_attrs),
+            "Delete" | "DeleteRequest" => None,
+            "ConditionCheck" => before.clone(),
+            _ => match Shadow::updated(before.as_ref(), &key_attrs, w) {
+                Ok(item) => Some(item),
+                Err(_) => {
+                    self.totals.estimated += 1;
+                    let mut guess = before.clone().unwrap_or(key_attrs);
+                    for (i, v) in attrs(&w["ExpressionAttributeValues"]) {
+                        guess.insert(i, v);
+                    }
+                    Some(guess)
+                }
+            },
+        };
+        ItemWrite {
+            key,
+            before,
+            after,
+            check_only: kind == "ConditionCheck",
         }
-        ("L", serde_json::Value::Array(l)) => {
-            3 + l.iter().map(|v| value_size(v) + 1).sum::<usize>()
-        }
-        (_, serde_json::Value::Array(set)) => {
-            set.iter().map(|s| s.as_str().map_or(0, str::len)).sum()
-        }
-        _ => 0,
     }
-}
 
-fn map_size(m: &serde_json::Value) -> usize {
-    m.as_object()
-        .map_or(0, |m| m.iter().map(|(k, v)| k.len() + value_size(v)).sum())
-}
-
-/// The size of the item one write leaves behind, approximately: a put's item, or an update's key
-/// plus every value and attribute name it sets.
-fn written_item_size(w: &serde_json::Value) -> usize {
-    if let Some(item) = w.get("Item") {
-        return map_size(item);
+    /// Charges one item write; stores its result when `applied`.
+    fn charge_write(&mut self, w: ItemWrite, transactional: bool, applied: bool) {
+        let cost = if applied && !w.check_only {
+            write_cost(
+                &self.schema,
+                w.before.as_ref(),
+                w.after.as_ref(),
+                transactional,
+            )
+        } else {
+            // Refused, or a condition check: the table's units, no index write.
+            let mut c = write_cost(
+                &Schema {
+                    indexes: Vec::new(),
+                    ..self.schema.clone()
+                },
+                w.before.as_ref(),
+                w.after.as_ref(),
+                transactional,
+            );
+            c.indexes = 0.0;
+            c
+        };
+        self.totals.wru += cost.table + cost.indexes;
+        self.totals.index_wru += cost.indexes;
+        if applied && !w.check_only {
+            if let Some(k) = w.key {
+                *self.key_writes.entry(k.clone()).or_insert(0) += 1;
+                match w.after {
+                    Some(item) => self.shadow.items.insert(k, item),
+                    None => self.shadow.items.remove(&k),
+                };
+            }
+        }
     }
-    let names: usize = w
-        .get("ExpressionAttributeNames")
-        .and_then(|n| n.as_object())
-        .map_or(0, |n| {
-            n.values().filter_map(|v| v.as_str()).map(str::len).sum()
-        });
-    map_size(&w["Key"]) + map_size(&w["ExpressionAttributeValues"]) + names
-}
 
-/// Write units of one request body: transactional items cost 2 per started KB each, others 1.
-fn write_units(op: &str, body: &[u8]) -> f64 {
-    let kb = |bytes: usize| (bytes.max(1) as f64 / 1024.0).ceil();
-    let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return kb(body.len());
-    };
-    match op {
-        "TransactWriteItems" => json["TransactItems"]
-            .as_array()
-            .map(|items| {
-                items
+    fn stored_size(&self, table: &str, key: &Value) -> usize {
+        shadow_key(table, &self.schema, &attrs(key))
+            .and_then(|k| self.shadow.get(&k))
+            .map(item_size)
+            .unwrap_or(0)
+    }
+
+    /// Units of one write request, from its body and the response.
+    fn on_write(&mut self, op: &str, request: &Value, ok: bool, response: &Value) {
+        let error = response["__type"].as_str().unwrap_or_default();
+        match op {
+            "TransactWriteItems" => {
+                let reasons: Vec<&str> = response["CancellationReasons"]
+                    .as_array()
+                    .map(|r| {
+                        r.iter()
+                            .map(|c| c["Code"].as_str().unwrap_or("None"))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                self.totals.conflicts += reasons
                     .iter()
-                    .filter_map(|i| i.as_object().and_then(|o| o.values().next()))
-                    .map(|w| 2.0 * kb(written_item_size(w)))
-                    .sum()
-            })
-            .unwrap_or(0.0),
-        "BatchWriteItem" => json["RequestItems"]
-            .as_object()
-            .map(|tables| {
-                tables
-                    .values()
-                    .filter_map(|t| t.as_array())
-                    .flatten()
-                    .map(|r| kb(r.get("PutRequest").map_or(1, |p| map_size(&p["Item"]))))
-                    .sum()
-            })
-            .unwrap_or(0.0),
-        _ => kb(written_item_size(&json)),
+                    .filter(|r| **r == "TransactionConflict")
+                    .count() as u64;
+                self.totals.condition_failures += reasons
+                    .iter()
+                    .filter(|r| **r == "ConditionalCheckFailed")
+                    .count() as u64;
+                // A cancelled transaction is charged as if it had written (an upper bound: AWS
+                // documents no smaller figure); one refused for its request costs nothing.
+                if !ok && !error.ends_with("TransactionCanceledException") {
+                    return;
+                }
+                for element in request["TransactItems"].as_array().into_iter().flatten() {
+                    if let Some((kind, w)) = element.as_object().and_then(|o| o.iter().next()) {
+                        let planned = self.plan(kind, w);
+                        self.charge_write(planned, true, ok);
+                    }
+                }
+            }
+            "BatchWriteItem" => {
+                if !ok {
+                    return;
+                }
+                let unprocessed = &response["UnprocessedItems"];
+                for (table, requests) in request["RequestItems"].as_object().into_iter().flatten() {
+                    let left: Vec<Value> =
+                        unprocessed[table].as_array().cloned().unwrap_or_default();
+                    for r in requests.as_array().into_iter().flatten() {
+                        if left.contains(r) {
+                            continue;
+                        }
+                        if let Some((kind, w)) = r.as_object().and_then(|o| o.iter().next()) {
+                            let mut w = w.clone();
+                            w["TableName"] = Value::String(table.clone());
+                            let planned = self.plan(kind, &w);
+                            self.charge_write(planned, false, true);
+                        }
+                    }
+                }
+            }
+            _ => {
+                let failed_condition = error.ends_with("ConditionalCheckFailedException");
+                if failed_condition {
+                    self.totals.condition_failures += 1;
+                }
+                if !ok && !failed_condition {
+                    return;
+                }
+                let kind = match op {
+                    "PutItem" => "Put",
+                    "DeleteItem" => "Delete",
+                    _ => "Update",
+                };
+                let planned = self.plan(kind, request);
+                self.charge_write(planned, false, ok);
+            }
+        }
     }
-}
 
-/// Read units of one response: 4 KB per unit, half for eventually consistent reads.
-fn read_units(op: &str, consistent: bool, response_bytes: usize) -> f64 {
-    let units = (response_bytes.max(1) as f64 / 4096.0).ceil();
-    match op {
-        "TransactGetItems" => 2.0 * units,
-        _ if consistent => units,
-        _ => units / 2.0,
+    /// Units of one read request.
+    fn on_read(&mut self, op: &str, request: &Value, response: &Value) -> f64 {
+        let consistent = request["ConsistentRead"].as_bool().unwrap_or(false);
+        let table = request["TableName"].as_str().unwrap_or_default();
+        match op {
+            "GetItem" => read_units(self.stored_size(table, &request["Key"]), consistent, false),
+            "TransactGetItems" => request["TransactItems"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|g| {
+                    let g = &g["Get"];
+                    let t = g["TableName"].as_str().unwrap_or_default();
+                    read_units(self.stored_size(t, &g["Key"]), true, true)
+                })
+                .sum(),
+            "BatchGetItem" => {
+                let mut units = 0.0;
+                for (t, req) in request["RequestItems"].as_object().into_iter().flatten() {
+                    let consistent = req["ConsistentRead"].as_bool().unwrap_or(false);
+                    let left: Vec<Value> = response["UnprocessedKeys"][t]["Keys"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    for key in req["Keys"].as_array().into_iter().flatten() {
+                        if !left.contains(key) {
+                            units += read_units(self.stored_size(t, key), consistent, false);
+                        }
+                    }
+                }
+                units
+            }
+            _ => {
+                // Query / Scan: every item read, summed, then rounded once. Items a filter
+                // dropped are not in the response: they are counted at the returned items'
+                // mean size.
+                let index = request["IndexName"].as_str();
+                let items = response["Items"].as_array().cloned().unwrap_or_default();
+                let mut bytes = 0usize;
+                for item in &items {
+                    let item = attrs(item);
+                    let full = shadow_key(table, &self.schema, &item)
+                        .and_then(|k| self.shadow.get(&k))
+                        .map(|stored| match index {
+                            // An index query reads the index entry, the projected attributes.
+                            Some(_) => item_size(&item).max(1),
+                            None => item_size(stored),
+                        })
+                        .unwrap_or_else(|| item_size(&item));
+                    bytes += full;
+                }
+                let scanned = response["ScannedCount"].as_u64().unwrap_or(0) as usize;
+                if scanned > items.len() && !items.is_empty() {
+                    bytes += (scanned - items.len()) * (bytes / items.len());
+                }
+                read_units(bytes, consistent, false)
+            }
+        }
     }
 }
 
@@ -266,21 +440,14 @@ impl Intercept for DynamoCounter {
             .and_then(|t| t.rsplit('.').next())
             .unwrap_or("Unknown")
             .to_string();
-        let body = request.body().bytes().unwrap_or_default();
-        let consistent = body.windows(20).any(|w| w == b"\"ConsistentRead\":true");
-        let wru = if WRITE_OPS.contains(&op.as_str()) {
-            write_units(&op, body)
-        } else {
-            0.0
-        };
+        let body = request.body().bytes().unwrap_or_default().to_vec();
         self.with(|s| {
             *s.totals.ops.entry(op.clone()).or_insert(0) += 1;
-            s.totals.wru += wru;
         });
         self.wire_start();
         cfg.interceptor_state().store_put(Attempt {
             op,
-            consistent,
+            request: body,
             on_wire: true,
         });
         Ok(())
@@ -308,16 +475,23 @@ impl Intercept for DynamoCounter {
         _rc: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        if let Some(attempt) = cfg.load::<Attempt>() {
-            if READ_OPS.contains(&attempt.op.as_str()) {
-                let body = context.response().body().bytes().unwrap_or_default();
-                let rru = read_units(&attempt.op, attempt.consistent, body.len());
-                self.with(|s| {
-                    s.totals.rru += rru;
-                    s.last_responses.insert(attempt.op.clone(), body.to_vec());
-                });
+        let Some(attempt) = cfg.load::<Attempt>() else {
+            return Ok(());
+        };
+        let body = context.response().body().bytes().unwrap_or_default();
+        let ok = context.response().status().is_success();
+        let request: Value = serde_json::from_slice(&attempt.request).unwrap_or(Value::Null);
+        let response: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let op = attempt.op.as_str();
+        self.with(|s| {
+            if WRITE_OPS.contains(&op) {
+                s.on_write(op, &request, ok, &response);
+            } else if READ_OPS.contains(&op) && ok {
+                let rru = s.on_read(op, &request, &response);
+                s.totals.rru += rru;
+                s.last_responses.insert(op.to_string(), body.to_vec());
             }
-        }
+        });
         Ok(())
     }
 
@@ -342,15 +516,53 @@ impl Intercept for DynamoCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn state() -> State {
+        State::default()
+    }
 
     #[test]
-    fn transactional_items_cost_two_units_per_started_kilobyte() {
-        let small = serde_json::json!({"Put": {"Item": {"pk": {"S": "x"}}}});
-        let big = serde_json::json!({"Update": {"Key": {"pk": {"S": "y"}}, "ExpressionAttributeValues": {":a": {"S": "\"".repeat(1500)}}}});
-        let body = serde_json::to_vec(&serde_json::json!({"TransactItems": [small, big]}))
-            .unwrap_or_default();
-        assert_eq!(write_units("TransactWriteItems", &body), 2.0 + 4.0);
-        assert_eq!(read_units("GetItem", false, 5000), 1.0);
-        assert_eq!(read_units("GetItem", true, 5000), 2.0);
+    fn transactional_items_cost_two_units_per_started_kilobyte_of_the_larger_version() {
+        let mut s = state();
+        let big = json!({"TableName": "t", "Item": {"pk": {"S": "a"}, "sk": {"S": "b"}, "x": {"S": "y".repeat(1500)}}});
+        s.on_write("PutItem", &big, true, &Value::Null);
+        assert_eq!(s.totals.wru, 2.0);
+        // An ADD of one counter on the 1.5 KB item still costs its whole size, twice.
+        let add = json!({"TransactItems": [
+            {"Update": {"TableName": "t", "Key": {"pk": {"S": "a"}, "sk": {"S": "b"}}, "UpdateExpression": "ADD n :one",
+                        "ExpressionAttributeValues": {":one": {"N": "1"}}}},
+            {"Put": {"TableName": "t", "Item": {"pk": {"S": "c"}, "sk": {"S": "d"}}}}]});
+        s.on_write("TransactWriteItems", &add, true, &Value::Null);
+        assert_eq!(s.totals.wru, 2.0 + 4.0 + 2.0);
+        // Reading it back: one 4 KB unit, half when eventually consistent.
+        let get = json!({"TableName": "t", "Key": {"pk": {"S": "a"}, "sk": {"S": "b"}}});
+        assert_eq!(s.on_read("GetItem", &get, &Value::Null), 0.5);
+    }
+
+    #[test]
+    fn refusals_are_counted_and_charged() {
+        let mut s = state();
+        let put = json!({"TableName": "t", "Item": {"pk": {"S": "a"}, "sk": {"S": "b"}}});
+        s.on_write("PutItem", &put, true, &Value::Null);
+        s.on_write(
+            "PutItem",
+            &put,
+            false,
+            &json!({"__type": "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException"}),
+        );
+        assert_eq!(s.totals.condition_failures, 1);
+        assert_eq!(s.totals.wru, 2.0);
+        let txn = json!({"TransactItems": [{"Put": put.clone()}, {"Put": put}]});
+        s.on_write(
+            "TransactWriteItems",
+            &txn,
+            false,
+            &json!({"__type": "x#TransactionCanceledException",
+            "CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}]}),
+        );
+        assert_eq!(s.totals.conflicts, 1);
+        assert_eq!(s.totals.wru, 2.0 + 4.0);
+        assert_eq!(s.key_writes.values().sum::<u64>(), 1);
     }
 }

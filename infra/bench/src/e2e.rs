@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use futures::stream::{self, StreamExt};
 use integration::event;
 use serde_json::{json, Value};
@@ -276,21 +276,7 @@ pub async fn load(
         post_times.push(took);
     }
     // Drained: the queue reads empty twice in a row.
-    let deadline = Instant::now() + Duration::from_secs(900);
-    let mut zero_since: Option<Duration> = None;
-    loop {
-        let depth = stack.event_queue_depth().await?;
-        match (depth, zero_since) {
-            (0, Some(_)) => break,
-            (0, None) => zero_since = Some(started.elapsed()),
-            _ => zero_since = None,
-        }
-        if Instant::now() > deadline {
-            bail!("the event queue still held {depth} messages after 15 minutes");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let drained = zero_since.unwrap_or_else(|| started.elapsed());
+    let drained = crate::burst::drained(stack, started, Duration::from_secs(900)).await?;
     let dynamo = stack.counter.snapshot().since(&before);
 
     let deliveries = bodies.len();
@@ -508,7 +494,7 @@ pub fn requests_section(load: &LoadStats, routes: &[RouteStats]) -> Section {
         d.ops_line(),
     );
     s.info(
-        "estimated WRU / RRU per delivered event",
+        "measured WRU / RRU per delivered event (section 8)",
         format!(
             "{:.2} / {:.2}",
             d.wru / load.deliveries.max(1) as f64,
@@ -536,7 +522,7 @@ pub fn requests_section(load: &LoadStats, routes: &[RouteStats]) -> Section {
     let written = d.writes();
     s.note(format!(
         "Per delivery the webhook makes one Query (the workspaces connected to the event's account); the projector reads the customer aggregate \
-         and writes only when the event changes it, in one transaction (item, metric days, de-duplication marker): {} of {} deliveries wrote \
+         and writes only when the event changes it (a conditional put of the customer item, or one transaction with its charge item and metric day): {} of {} deliveries wrote \
          nothing ({} were duplicates).",
         load.deliveries.saturating_sub(written as usize),
         load.deliveries,

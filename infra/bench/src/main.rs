@@ -7,11 +7,13 @@
 
 mod backfill;
 mod binaries;
+mod burst;
 mod cost;
 mod counting;
 mod e2e;
 mod handler_work;
 mod report;
+mod sizing;
 mod stack;
 mod verify;
 
@@ -31,7 +33,7 @@ struct Options {
 fn options() -> anyhow::Result<Options> {
     let mut opts = Options {
         quick: false,
-        sections: (1..=8).collect(),
+        sections: (1..=8).chain([10]).collect(),
         out: devstack::local_aws::repo_root().join("bench-report.md"),
     };
     let mut args = std::env::args().skip(1);
@@ -112,14 +114,22 @@ fn say(msg: &str) {
     eprintln!("bench: {msg}");
 }
 
-/// Runs the e2e sections (2–5, 7 and the inputs of 8) on one stack.
+/// What the small stack measured for section 8.
+#[derive(Default)]
+struct CostInputs {
+    load: Option<e2e::LoadStats>,
+    webhook_p50: Option<Duration>,
+    by_type: Option<Vec<burst::TypeCost>>,
+}
+
+/// Runs the e2e sections (2–5, 7, 10 and the inputs of 8) on one stack.
 async fn on_small_stack(
     opts: &Options,
     sections: &mut Vec<(u8, Section)>,
-) -> anyhow::Result<(Option<e2e::LoadStats>, Option<Duration>)> {
+) -> anyhow::Result<CostInputs> {
     let want = |n: u8| opts.sections.contains(&n);
-    if ![2, 3, 4, 5, 7, 8].iter().any(|n| want(*n)) {
-        return Ok((None, None));
+    if ![2, 3, 4, 5, 7, 8, 10].iter().any(|n| want(*n)) {
+        return Ok(CostInputs::default());
     }
     say("starting the local stack (moto, Stripe stand-in, functions) with a 50-customer account");
     let config = integration::small_stub().with_customers(50);
@@ -163,6 +173,23 @@ async fn on_small_stack(
             Err(e) => sections.push((5, Section::failed("5. Read API latency", "", &e))),
         }
     }
+    let mut by_type = None;
+    if want(8) {
+        say("section 8: request units per event type");
+        match burst::cost_by_type(&stack, &workspace, if q { 30 } else { 150 }).await {
+            Ok(t) => by_type = Some(t),
+            Err(e) => say(&format!("section 8: per-type units not measured: {e:#}")),
+        }
+    }
+    if want(10) {
+        let n = if q { 2_000 } else { 20_000 };
+        say(&format!("section 10: billing-day burst of {n} events"));
+        let s = burst::run(&stack, &workspace, n, 16).await;
+        sections.push((
+            10,
+            s.unwrap_or_else(|e| Section::failed("10. Billing-day burst (one account)", "", &e)),
+        ));
+    }
     if want(7) {
         say("section 7: binary sizes and cold starts");
         let s = binaries::run(if q { 2 } else { 5 }).await;
@@ -171,7 +198,11 @@ async fn on_small_stack(
             s.unwrap_or_else(|e| Section::failed("7. Binary size and cold start", "", &e)),
         ));
     }
-    Ok((load, webhook_p50))
+    Ok(CostInputs {
+        load,
+        webhook_p50,
+        by_type,
+    })
 }
 
 #[tokio::main]
@@ -188,7 +219,7 @@ async fn main() -> anyhow::Result<()> {
             s.unwrap_or_else(|e| Section::failed("1. Webhook verify + envelope parse", "", &e)),
         ));
     }
-    let (load, webhook_p50) = match on_small_stack(&opts, &mut sections).await {
+    let inputs = match on_small_stack(&opts, &mut sections).await {
         Ok(found) => found,
         Err(e) => {
             sections.push((
@@ -199,7 +230,7 @@ async fn main() -> anyhow::Result<()> {
                     &e,
                 ),
             ));
-            (None, None)
+            CostInputs::default()
         }
     };
     if opts.sections.contains(&6) {
@@ -233,8 +264,11 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
     if opts.sections.contains(&8) {
-        match &load {
-            Some(l) => sections.push((8, cost::section(l, webhook_p50))),
+        match &inputs.load {
+            Some(l) => sections.push((
+                8,
+                cost::section(l, inputs.webhook_p50, inputs.by_type.as_deref()),
+            )),
             None => sections.push((
                 8,
                 Section::failed(

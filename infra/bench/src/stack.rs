@@ -48,6 +48,7 @@ impl Stack {
         let sdk_config = aws_config::load_from_env().await;
         let plain = AwsClients::from_conf(&sdk_config);
         let counter = DynamoCounter::default();
+        counter.set_schema(table_schema(&plain, &env).await?);
         let counted_conf = aws_sdk_dynamodb::config::Builder::from(&sdk_config)
             .interceptor(counter.clone())
             .build();
@@ -172,4 +173,55 @@ impl Stack {
         };
         Ok(n(A::ApproximateNumberOfMessages) + n(A::ApproximateNumberOfMessagesNotVisible))
     }
+}
+
+/// The table's keys and global secondary indexes as provisioned (from template.yaml), for the
+/// counter's index writes.
+async fn table_schema(
+    clients: &AwsClients,
+    env: &HashMap<String, String>,
+) -> anyhow::Result<crate::sizing::Schema> {
+    use crate::sizing::{Index, Projection, Schema};
+    use aws_sdk_dynamodb::types::{KeyType, ProjectionType};
+    let table = env.get("TABLE_NAME").context("TABLE_NAME")?;
+    let out = clients
+        .dynamodb
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .context("DescribeTable")?;
+    let t = out.table().context("no table description")?;
+    let key = |schema: &[aws_sdk_dynamodb::types::KeySchemaElement], kind: KeyType| {
+        schema
+            .iter()
+            .find(|k| *k.key_type() == kind)
+            .map(|k| k.attribute_name().to_string())
+    };
+    let indexes = t
+        .global_secondary_indexes()
+        .iter()
+        .map(|g| {
+            let projection = match g.projection().and_then(|p| p.projection_type()) {
+                Some(ProjectionType::All) => Projection::All,
+                Some(ProjectionType::Include) => Projection::Include(
+                    g.projection()
+                        .map(|p| p.non_key_attributes().to_vec())
+                        .unwrap_or_default(),
+                ),
+                _ => Projection::KeysOnly,
+            };
+            Index {
+                name: g.index_name().unwrap_or_default().to_string(),
+                hash: key(g.key_schema(), KeyType::Hash).unwrap_or_default(),
+                range: key(g.key_schema(), KeyType::Range),
+                projection,
+            }
+        })
+        .collect();
+    Ok(Schema {
+        hash: key(t.key_schema(), KeyType::Hash).context("no hash key")?,
+        range: key(t.key_schema(), KeyType::Range),
+        indexes,
+    })
 }

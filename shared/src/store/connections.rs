@@ -341,16 +341,9 @@ impl Store {
         match result {
             Ok(_) => Ok(true),
             Err(e) => {
-                let cancelled_by_condition = e
-                    .as_service_error()
-                    .map(|s| match s {
-                        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => c
-                            .cancellation_reasons()
-                            .iter()
-                            .any(|r| matches!(r.code(), Some("ConditionalCheckFailed" | "TransactionConflict"))),
-                        _ => false,
-                    })
-                    .unwrap_or(false);
+                let cancelled_by_condition = super::cancellation_reasons(&e).iter().any(|r| {
+                    matches!(r.as_str(), "ConditionalCheckFailed" | "TransactionConflict")
+                });
                 if cancelled_by_condition {
                     Ok(false)
                 } else {
@@ -487,7 +480,7 @@ impl Store {
         let Err(e) = result else {
             return Ok(Ok(()));
         };
-        let reasons = cancellation_reasons(&e);
+        let reasons = super::cancellation_reasons(&e);
         if reasons.is_empty() {
             return Err(StoreError::sdk(e));
         }
@@ -881,22 +874,4 @@ fn release_claim(table: &str, account_id: &str, workspace_id: &str) -> Result<De
         .expression_attribute_values(":ws", s(workspace_id))
         .build()
         .map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-/// The per-item reasons of a cancelled transaction ("None" for items that were fine).
-fn cancellation_reasons<R>(
-    e: &aws_sdk_dynamodb::error::SdkError<
-        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
-        R,
-    >,
-) -> Vec<String> {
-    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
-    match e.as_service_error() {
-        Some(E::TransactionCanceledException(c)) => c
-            .cancellation_reasons()
-            .iter()
-            .map(|r| r.code().unwrap_or("None").to_string())
-            .collect(),
-        _ => Vec::new(),
-    }
 }

@@ -1,7 +1,7 @@
 //! Customer aggregates: one item per Stripe customer holding the aggregate, its precomputed panel
-//! and its index keys. A change is read → applied in memory → written back in one transaction
-//! together with the metric deltas it causes, guarded by the item's version (optimistic
-//! concurrency), so every delta is counted exactly once.
+//! and its index keys. A change is read → applied in memory → written back guarded by the item's
+//! version (optimistic concurrency): one conditional put, or one transaction together with the
+//! charge items and metric deltas it causes, so every delta is counted exactly once.
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -9,15 +9,16 @@ use base64::Engine;
 
 use super::connections::ConnectionStatus;
 use super::{
-    check_size, get_bool, get_n, get_s, is_condition_failure, keys, n, s, Item, Store, StoreError,
+    cancellation_reasons, check_size, get_bool, get_n, get_s, is_condition_failure, keys, n, s,
+    Item, Store, StoreError,
 };
 use crate::projection::{
     diff, CatalogItem, Change, ChargeState, CustomerAggregate, MetricDelta, MetricKey,
     PanelCustomer, StoredPanel,
 };
 
-/// DynamoDB allows 100 items per transaction: the aggregate, changed charges, the dedup marker
-/// and the metric days.
+/// DynamoDB allows 100 items per transaction: the aggregate, changed charges and the metric
+/// days.
 const MAX_TRANSACTION_ITEMS: usize = 100;
 /// Changes read and written together at most: a long listed history goes in chunks, so one
 /// write's charge reads and items stay small whatever the customer's history.
@@ -313,8 +314,13 @@ impl Store {
         Ok(out)
     }
 
-    /// Applies `changes` to the aggregate; true if stored state changed. A duplicate event (its
-    /// marker exists) or a stale one changes nothing and writes nothing.
+    /// Applies `changes` to the aggregate; true if stored state changed. A duplicate event or a
+    /// stale one changes nothing and writes nothing: every object is a register under its stamp,
+    /// and application is idempotent and order independent (`projection::props`), so no
+    /// per-event marker is kept. `event_id` only labels the log line.
+    ///
+    /// A change without charge or metric effects (a rename, an invoice) is one conditional put of
+    /// the aggregate; a transaction only when other items must change with it.
     ///
     /// Charges are items of their own: a charge version is written with a condition on the
     /// stored version's stamp, in one transaction with the aggregate (guarded by its version,
@@ -368,6 +374,9 @@ impl Store {
             let mut new = old.clone();
             let changed = changes.iter().fold(false, |acc, c| new.apply(c) | acc);
             if !changed {
+                // A duplicate or an older version: the stamps already hold it, so nothing is
+                // written (no de-duplication marker is needed for that).
+                tracing::debug!(event_id, "nothing newer to store");
                 return Ok(false);
             }
             let deltas = diff(&old.metric_contributions(), &new.metric_contributions());
@@ -376,9 +385,7 @@ impl Store {
                 .values()
                 .filter(|c| old.charges.get(&c.id) != Some(*c))
                 .collect();
-            if 1 + dirty.len() + usize::from(event_id.is_some()) + deltas.len()
-                > MAX_TRANSACTION_ITEMS
-            {
+            if 1 + dirty.len() + deltas.len() > MAX_TRANSACTION_ITEMS {
                 if changes.len() > 1 {
                     // Too many items at once (a long history touching many metric days): apply
                     // the halves in turn. Application is order-independent, so the end state
@@ -403,7 +410,7 @@ impl Store {
             } else {
                 ("version = :v", Some(n(version)))
             };
-            if deltas.is_empty() && event_id.is_none() && dirty.is_empty() {
+            if deltas.is_empty() && dirty.is_empty() {
                 // Nothing else to keep in step: a conditional put is enough (and half the cost
                 // of a transaction).
                 let mut put = self
@@ -454,20 +461,6 @@ impl Store {
                         .build(),
                 );
             }
-            let dedup_index = event_id.map(|id| {
-                let marker = Put::builder()
-                    .table_name(&self.table)
-                    .item("pk", s(keys::dedup(ws, id)))
-                    .item("sk", s("-"))
-                    .item(
-                        "expires_at",
-                        n(crate::time::now_unix() + keys::DEDUP_TTL_SECS),
-                    )
-                    .condition_expression("attribute_not_exists(pk)")
-                    .build();
-                items.push(TransactWriteItem::builder().set_put(marker.ok()).build());
-                items.len() - 1
-            });
             for (key, delta) in &deltas {
                 items.push(
                     TransactWriteItem::builder()
@@ -484,23 +477,9 @@ impl Store {
             {
                 Ok(_) => return Ok(true),
                 Err(e) => {
-                    let reasons: Vec<String> = e
-                        .as_service_error()
-                        .and_then(|s| match s {
-                            aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => {
-                                Some(c.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_string()).collect())
-                            }
-                            _ => None,
-                        })
-                        .unwrap_or_default();
+                    let reasons = cancellation_reasons(&e);
                     if reasons.is_empty() {
                         return Err(StoreError::sdk(e));
-                    }
-                    if dedup_index.is_some_and(|i| {
-                        reasons.get(i).map(String::as_str) == Some("ConditionalCheckFailed")
-                    }) {
-                        tracing::info!("duplicate delivery; already projected");
-                        return Ok(false);
                     }
                     if reasons.iter().any(|r| {
                         matches!(

@@ -116,6 +116,25 @@ where
         .unwrap_or(false)
 }
 
+/// The per-item reasons of a cancelled transaction ("None" for items that were fine); empty for
+/// any other error.
+pub(crate) fn cancellation_reasons<R>(
+    e: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        R,
+    >,
+) -> Vec<String> {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
+    match e.as_service_error() {
+        Some(E::TransactionCanceledException(c)) => c
+            .cancellation_reasons()
+            .iter()
+            .map(|r| r.code().unwrap_or("None").to_string())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Store {
     pub(crate) client: aws_sdk_dynamodb::Client,
