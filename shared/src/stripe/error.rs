@@ -203,6 +203,8 @@ pub enum ErrorDetail {
 pub struct ErrorBody {
     pub status: StatusCode,
     pub detail: ErrorDetail,
+    /// The code as Stripe sent it, kept on [`StripeError::InvalidRequest`].
+    raw_code: Option<String>,
     message: Option<String>,
 }
 
@@ -215,54 +217,27 @@ impl ErrorBody {
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
         };
-        let (detail, message) = match parsed.get("error") {
-            Some(Value::Object(e)) => (
-                ErrorDetail::Api {
+        let (detail, raw_code, message) = match parsed.get("error") {
+            Some(Value::Object(e)) => {
+                let code = text(e.get("code"));
+                let detail = ErrorDetail::Api {
                     error_type: e.get("type").and_then(Value::as_str).map(ErrorType::from),
-                    code: e
-                        .get("code")
-                        .and_then(Value::as_str)
-                        .map(ApiErrorCode::from),
-                },
-                text(e.get("message")),
-            ),
+                    code: code.as_deref().map(ApiErrorCode::from),
+                };
+                (detail, code, text(e.get("message")))
+            }
             Some(Value::String(code)) => (
                 ErrorDetail::OAuth(OAuthErrorCode::from(code.as_str())),
+                Some(code.clone()),
                 text(parsed.get("error_description")),
             ),
-            _ => (ErrorDetail::Unknown, None),
+            _ => (ErrorDetail::Unknown, None, None),
         };
         ErrorBody {
             status,
             detail,
+            raw_code,
             message,
-        }
-    }
-
-    /// The `code` as Stripe sent it, if any.
-    fn raw_code(&self) -> Option<String> {
-        match &self.detail {
-            ErrorDetail::Api {
-                code: Some(code), ..
-            } => Some(match code {
-                ApiErrorCode::AccountInvalid => "account_invalid".into(),
-                ApiErrorCode::ApiKeyExpired => "api_key_expired".into(),
-                ApiErrorCode::PlatformApiKeyExpired => "platform_api_key_expired".into(),
-                ApiErrorCode::SecretKeyRequired => "secret_key_required".into(),
-                ApiErrorCode::RateLimit => "rate_limit".into(),
-                ApiErrorCode::ResourceMissing => "resource_missing".into(),
-                ApiErrorCode::Other(raw) => raw.clone(),
-            }),
-            ErrorDetail::OAuth(code) => Some(match code {
-                OAuthErrorCode::InvalidGrant => "invalid_grant".into(),
-                OAuthErrorCode::InvalidClient => "invalid_client".into(),
-                OAuthErrorCode::InvalidRequest => "invalid_request".into(),
-                OAuthErrorCode::InvalidScope => "invalid_scope".into(),
-                OAuthErrorCode::UnsupportedGrantType => "unsupported_grant_type".into(),
-                OAuthErrorCode::UnsupportedResponseType => "unsupported_response_type".into(),
-                OAuthErrorCode::Other(raw) => raw.clone(),
-            }),
-            _ => None,
         }
     }
 
@@ -323,7 +298,7 @@ impl ErrorBody {
             },
             _ => StripeError::InvalidRequest {
                 status,
-                code: self.raw_code(),
+                code: self.raw_code.clone(),
                 message,
             },
         }

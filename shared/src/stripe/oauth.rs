@@ -72,8 +72,9 @@ impl StripeClient {
     ///
     /// An account that is already disconnected counts as success: Stripe answers it with the
     /// OAuth error `invalid_client` and HTTP 400 (the account "is not connected to your
-    /// application"). The same code with HTTP 401 is our key being refused, an error. The client
-    /// id itself is checked at cold start, so a 400 `invalid_client` is read as "not connected".
+    /// application"). The same code with HTTP 401 is our key being refused, an error. Stripe uses
+    /// `invalid_client` at 400 for a client id that is not ours too; ours is deployment
+    /// configuration (`STRIPE_CLIENT_ID`), so a 400 `invalid_client` is read as "not connected".
     pub async fn oauth_deauthorize(
         &self,
         platform_secret_key: &Secret,
