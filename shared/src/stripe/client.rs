@@ -130,6 +130,9 @@ pub(crate) enum Auth<'a> {
     Account(&'a AccountCredential),
     /// The platform's key, against the Connect host (the OAuth endpoints); not rate limited.
     Platform(&'a Secret),
+    /// The platform's key acting for a connected account (`Stripe-Account`), against the API
+    /// host: answers only while the account is connected to the platform.
+    PlatformFor(&'a Secret, &'a str),
 }
 
 /// One Stripe request, in place of a long argument list: what to send, as whom, and whether it
@@ -175,6 +178,19 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// `GET {api_base}{path}` with the platform's key for `account_id` (`Stripe-Account`).
+    pub fn platform_get_for(path: &'a str, key: &'a Secret, account_id: &'a str) -> Self {
+        Request {
+            method: Method::GET,
+            path,
+            query: &[],
+            form: None,
+            auth: Auth::PlatformFor(key, account_id),
+            idempotent: true,
+            redact: &[],
+        }
+    }
+
     pub fn query(mut self, query: &'a [(String, String)]) -> Self {
         self.query = query;
         self
@@ -194,7 +210,7 @@ impl<'a> Request<'a> {
     fn token(&self) -> &'a Secret {
         match self.auth {
             Auth::Account(cred) => &cred.access_token,
-            Auth::Platform(key) => key,
+            Auth::Platform(key) | Auth::PlatformFor(key, _) => key,
         }
     }
 
@@ -202,14 +218,16 @@ impl<'a> Request<'a> {
     fn account(&self) -> Option<(&'a str, bool)> {
         match self.auth {
             Auth::Account(cred) => Some((cred.account_id.as_str(), cred.livemode)),
-            Auth::Platform(_) => None,
+            Auth::Platform(_) | Auth::PlatformFor(..) => None,
         }
     }
 
     /// The endpoint family, for the per-endpoint limit and log lines.
     fn endpoint(&self) -> String {
         match self.auth {
-            Auth::Account(_) => endpoint_family(self.method.as_str(), self.path),
+            Auth::Account(_) | Auth::PlatformFor(..) => {
+                endpoint_family(self.method.as_str(), self.path)
+            }
             Auth::Platform(_) => format!("{} {}", self.method, self.path),
         }
     }
@@ -447,7 +465,7 @@ impl StripeClient {
     fn url(&self, request: &Request<'_>) -> Result<Url, StripeError> {
         let path = request.path;
         let base = match request.auth {
-            Auth::Account(_) => &self.inner.api_base,
+            Auth::Account(_) | Auth::PlatformFor(..) => &self.inner.api_base,
             Auth::Platform(_) => &self.inner.connect_base,
         };
         let valid = path.starts_with('/')
@@ -492,6 +510,9 @@ impl StripeClient {
             .header(header::ACCEPT, "application/json");
         if let Some(version) = &self.inner.stripe_version {
             http = http.header("Stripe-Version", version);
+        }
+        if let Auth::PlatformFor(_, account_id) = request.auth {
+            http = http.header("Stripe-Account", account_id);
         }
         if let Some(form) = &request.form {
             http = http

@@ -72,9 +72,11 @@ impl StripeClient {
     ///
     /// An account that is already disconnected counts as success: Stripe answers it with the
     /// OAuth error `invalid_client` and HTTP 400 (the account "is not connected to your
-    /// application"). The same code with HTTP 401 is our key being refused, an error. Stripe uses
-    /// `invalid_client` at 400 for a client id that is not ours too; ours is deployment
-    /// configuration (`STRIPE_CLIENT_ID`), so a 400 `invalid_client` is read as "not connected".
+    /// application"). The same code with HTTP 401 is our key being refused, an error. Stripe also
+    /// answers a client id that is not the platform's (a misconfigured `STRIPE_CLIENT_ID`) with
+    /// `invalid_client` at 400, and only the wording differs; so a 400 `invalid_client` is
+    /// confirmed by asking Stripe whether the platform can still act for the account
+    /// ([`Self::still_connected`]): if it can, access was NOT revoked and this is an error.
     pub async fn oauth_deauthorize(
         &self,
         platform_secret_key: &Secret,
@@ -91,9 +93,42 @@ impl StripeClient {
                         && r.is_oauth(&OAuthErrorCode::InvalidClient)
                 }) =>
             {
-                Ok(())
+                match self
+                    .still_connected(platform_secret_key, stripe_user_id)
+                    .await?
+                {
+                    false => Ok(()),
+                    true => Err(StripeError::InvalidRequest {
+                        status: 400,
+                        code: Some("invalid_client".into()),
+                        message: "Stripe refused the deauthorization and still lists the account \
+                                  as connected: the client id is not this platform's (check \
+                                  STRIPE_CLIENT_ID); access was not revoked"
+                            .into(),
+                    }),
+                }
             }
             Err(failure) => Err(failure.error),
+        }
+    }
+
+    /// Whether the platform's key can still act for `account_id` (`GET /v1/account` with
+    /// `Stripe-Account`). A refused key or access, or no such account, means it is not connected;
+    /// any other failure is returned (the caller retries later).
+    async fn still_connected(
+        &self,
+        platform_secret_key: &Secret,
+        account_id: &str,
+    ) -> Result<bool, StripeError> {
+        let probe = Request::platform_get_for("/v1/account", platform_secret_key, account_id);
+        match self.send(probe).await {
+            Ok(_) => Ok(true),
+            Err(
+                StripeError::InvalidApiKey { .. }
+                | StripeError::PermissionDenied { .. }
+                | StripeError::NotFound { .. },
+            ) => Ok(false),
+            Err(other) => Err(other),
         }
     }
 }
@@ -207,12 +242,31 @@ mod tests {
 
         let gone = json!({"error": "invalid_client",
             "error_description": "This application is not connected to stripe account acct_1Test, or that account does not exist."});
-        // Stripe answers an account that is not connected with HTTP 400 (as the stand-in does).
-        let (client, _) = scripted(vec![reply(400, gone)]).await;
+        // Stripe answers an account that is not connected with HTTP 400 (as the stand-in does);
+        // the platform's key can no longer act for it, so it is already disconnected.
+        let no_access = json!({"error": {"type": "invalid_request_error", "code": "account_invalid",
+            "message": "The provided key does not have access to account 'acct_1Test' (or that account does not exist)."}});
+        let (client, rec) = scripted(vec![reply(400, gone.clone()), reply(403, no_access)]).await;
         client
             .oauth_deauthorize(&Secret::new(PLATFORM_KEY), "ca_123", "acct_1Test")
             .await
             .unwrap();
+        let probe = &rec.seen()[1];
+        assert_eq!(
+            (probe.method.as_str(), probe.path.as_str()),
+            ("GET", "/v1/account")
+        );
+
+        // The same answer for a client id that is not ours: the account is still connected, so
+        // access was not revoked and the caller must hear it.
+        let account = json!({"id": "acct_1Test", "object": "account"});
+        let (client, _) = scripted(vec![reply(400, gone), reply(200, account)]).await;
+        let err = client
+            .oauth_deauthorize(&Secret::new(PLATFORM_KEY), "ca_999", "acct_1Test")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_request");
+        assert!(err.to_string().contains("not revoked"), "{err}");
 
         let wrong_client = json!({"error": "invalid_client", "error_description": "No such application: 'ca_999'"});
         let (client, _) = scripted(vec![reply(401, wrong_client)]).await;
