@@ -193,8 +193,9 @@ pub async fn run(
     let mut expected_revenue = 0;
     for i in 0..customers {
         let c = json!({"id": format!("cus_burst_{i:06}")});
-        let inv = load_event(w, "invoice.paid", "burst", i, &c, t);
-        let ch = load_event(w, "charge.succeeded", "burst", i, &c, t);
+        // Distinct event ids, as Stripe's are.
+        let inv = load_event(w, "invoice.paid", "burst_in", i, &c, t);
+        let ch = load_event(w, "charge.succeeded", "burst_ch", i, &c, t);
         expected_revenue += ch["data"]["object"]["amount"].as_i64().unwrap_or(0);
         bodies.push(inv.to_string());
         bodies.push(ch.to_string());

@@ -182,7 +182,7 @@ async fn on_small_stack(
         }
     }
     if want(10) {
-        let n = if q { 2_000 } else { 20_000 };
+        let n = if q { 600 } else { 20_000 };
         say(&format!("section 10: billing-day burst of {n} events"));
         let s = burst::run(&stack, &workspace, n, 16).await;
         sections.push((
