@@ -78,7 +78,7 @@ const RUNNING_PROGRESS_CAP: f64 = 0.99;
 pub const CUSTOMERS_SKIPPED: &str = "customers_skipped";
 /// The run error of a run whose invocation died and whose listing another run continued; the
 /// card's code while a run is stalled.
-pub const SYNC_STALLED: &str = "sync_stalled";
+pub use crate::card::SYNC_STALLED;
 /// The log line (its `message`) of a sync found stalled: the `SyncStalled` metric filter and
 /// alarm in template.yaml match it exactly.
 pub const STALLED_LOG: &str = "sync stalled";
