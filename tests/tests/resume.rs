@@ -7,7 +7,8 @@
 
 use std::time::Duration;
 
-use integration::{backfill_ended, eventually, small_stub, TestStack};
+use integration::fault_proxy::ProxiedStack;
+use integration::{backfill_ended, eventually, small_stub, Route, TestStack};
 use serde_json::{json, Value};
 use shared::auth::Role;
 use shared::store::syncs::{RunStatus, SyncRun};
@@ -24,11 +25,25 @@ fn pinned_stub(customers: usize) -> StubConfig {
 }
 
 /// What the dashboard shows for `ws`: every customer's panel (by id) and the metrics.
-async fn dashboard(stack: &TestStack, ws: &str) -> (Vec<(String, Value)>, Value) {
+async fn dashboard(
+    http: &reqwest::Client,
+    base_url: &str,
+    ws: &str,
+) -> (Vec<(String, Value)>, Value) {
+    let route = Route { http, base_url };
+    let get = |role: Role, path: String| {
+        let route = &route;
+        async move {
+            route
+                .send(reqwest::Method::GET, ws, role, &path, None)
+                .await
+                .unwrap()
+        }
+    };
     let mut ids = Vec::new();
     let mut path = "/v1/stripe/customers?limit=100".to_string();
     for _ in 0..1_000 {
-        let (status, page) = stack.get(ws, Role::Agent, &path).await.unwrap();
+        let (status, page) = get(Role::Agent, path.clone()).await;
         assert_eq!(status, 200, "{path}: {page}");
         for panel in page["data"].as_array().into_iter().flatten() {
             if let Some(id) = panel["customer"]["id"].as_str() {
@@ -43,17 +58,11 @@ async fn dashboard(stack: &TestStack, ws: &str) -> (Vec<(String, Value)>, Value)
     ids.sort();
     let mut panels = Vec::new();
     for id in ids {
-        let (status, panel) = stack
-            .get(ws, Role::Agent, &format!("/v1/stripe/customers/{id}"))
-            .await
-            .unwrap();
+        let (status, panel) = get(Role::Agent, format!("/v1/stripe/customers/{id}")).await;
         assert_eq!(status, 200, "{id}: {panel}");
         panels.push((id, without_sync_time(panel)));
     }
-    let (status, metrics) = stack
-        .get(ws, Role::Viewer, "/v1/stripe/metrics")
-        .await
-        .unwrap();
+    let (status, metrics) = get(Role::Viewer, "/v1/stripe/metrics".into()).await;
     assert_eq!(status, 200, "{metrics}");
     (panels, without_sync_time(metrics))
 }
@@ -102,7 +111,7 @@ async fn a_backfill_cut_into_many_slices_ends_exactly_as_an_uninterrupted_one() 
     assert_eq!(card["backfill"]["status"], "succeeded", "{card}");
     let whole_run = backfill_run(&whole, "ws_whole").await;
     assert_eq!(whole_run.slice, 0, "one invocation did it all");
-    let expected = dashboard(&whole, "ws_whole").await;
+    let expected = dashboard(&whole.http, &whole.base_url, "ws_whole").await;
     drop(whole);
 
     // One-second slices: every slice lists what it can, checkpoints and hands on.
@@ -159,7 +168,7 @@ async fn a_backfill_cut_into_many_slices_ends_exactly_as_an_uninterrupted_one() 
     // Counts add up over the slices to what one invocation counted.
     assert_eq!(run.counts, whole_run.counts);
 
-    let got = dashboard(&sliced, "ws_sliced").await;
+    let got = dashboard(&sliced.http, &sliced.base_url, "ws_sliced").await;
     assert_eq!(got.0.len(), expected.0.len(), "same customers");
     for ((id, a), (_, b)) in expected.0.iter().zip(got.0.iter()) {
         assert_eq!(a, b, "panel of {id}");
@@ -303,6 +312,152 @@ async fn a_failed_backfill_is_continued_by_the_next_sync_not_started_over() {
     assert_eq!(card["banner"], Value::Null, "{card}");
     let seeded = stack.stub.counts(integration_account()).unwrap();
     assert_eq!(run.counts.customers, seeded.customers as u64);
+}
+
+/// The list paths whose requests the kill drill counts (one listing part per range each).
+const COUNTED: [&str; 4] = [
+    "/v1/customers",
+    "/v1/subscriptions",
+    "/v1/invoices",
+    "/v1/charges",
+];
+
+#[tokio::test]
+async fn a_killed_sync_resumes_from_its_checkpoints_repeating_at_most_one_page_per_part() {
+    std::env::remove_var("SYNC_SLICE_SECS");
+    let config = pinned_stub(400);
+
+    // The same account listed without interruption: its pages per list path, and the answers.
+    let whole = TestStack::start_with(config.clone()).await.unwrap();
+    let card = backfill(&whole, "ws_k").await;
+    assert_eq!(card["backfill"]["status"], "succeeded", "{card}");
+    let pages_whole: Vec<u64> = COUNTED
+        .iter()
+        .map(|p| whole.stub.requests_served_under(p))
+        .collect();
+    let expected = dashboard(&whole.http, &whole.base_url, "ws_k").await;
+    drop(whole);
+
+    let mut stack = ProxiedStack::start_with(config).await.unwrap();
+    stack.stub.set_latency_ms(25);
+    devstack::connect_workspace(&stack.base_url, integration::JWT_SECRET, "ws_k")
+        .await
+        .unwrap();
+    // Mid-listing: some pages written and checkpointed, the listing not done.
+    let before = eventually(Duration::from_secs(180), || async {
+        let run = stack
+            .store
+            .list_sync_runs("ws_k", 5)
+            .await
+            .ok()?
+            .into_iter()
+            .next()?;
+        let checkpoint = run.checkpoint.as_ref()?;
+        let paged = checkpoint
+            .parts
+            .iter()
+            .filter(|p| p.after.is_some() && !p.done)
+            .count();
+        (run.status == RunStatus::Running && paged >= 2).then_some(run)
+    })
+    .await
+    .expect("the backfill never got mid-listing");
+    // Killed, as a timeout or an out-of-memory crash would: nothing more is written.
+    stack.kill_functions();
+    let listed_before: Vec<u64> = COUNTED
+        .iter()
+        .map(|p| stack.stub.requests_served_under(p))
+        .collect();
+    stack.stub.reset_request_counts();
+    let checkpoint = stack
+        .store
+        .get_sync_run("ws_k", &before.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .checkpoint
+        .expect("the dead run kept its checkpoint");
+    assert!(checkpoint.parts.iter().any(|p| !p.done));
+
+    // Its lease runs out (as the clock would after 16 minutes) and SQS redelivers the job (as it
+    // would after the visibility timeout; the killed poller never acknowledged it).
+    stack
+        .store
+        .update_connection("ws_k", |c| {
+            c.running_sync_until = Some(shared::time::now_unix() - 1);
+            true
+        })
+        .await
+        .unwrap();
+    // Cold-started again (the job is still invisible, held by the dead poller): the card says
+    // the sync stalled.
+    stack.start_functions().await.unwrap();
+    let (_, card) = stack
+        .get("ws_k", Role::Viewer, "/v1/stripe/connection")
+        .await
+        .unwrap();
+    assert_eq!(card["last_error"]["code"], "sync_stalled", "{card}");
+    assert_eq!(card["banner"], "yellow", "{card}");
+    let job = json!({"workspace_id": "ws_k", "account_id": integration_account(),
+                     "run_id": before.id, "trigger": "backfill"});
+    stack
+        .aws
+        .sqs
+        .send_message()
+        .queue_url(&stack.env["SYNC_QUEUE_URL"])
+        .message_body(job.to_string())
+        .send()
+        .await
+        .unwrap();
+
+    let card = eventually(Duration::from_secs(300), || async {
+        let (_, card) = stack
+            .get("ws_k", Role::Viewer, "/v1/stripe/connection")
+            .await
+            .ok()?;
+        backfill_ended(&card).then_some(card)
+    })
+    .await
+    .expect("the resumed backfill never ended");
+    assert_eq!(card["backfill"]["status"], "succeeded", "{card}");
+    assert_eq!(card["last_error"], Value::Null, "{card}");
+    let run = stack
+        .store
+        .get_sync_run("ws_k", &before.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded, "the same run finished");
+    assert!(run.slice > before.slice, "a new slice took it over");
+
+    let listed_after: Vec<u64> = COUNTED
+        .iter()
+        .map(|p| stack.stub.requests_served_under(p))
+        .collect();
+    for (i, path) in COUNTED.iter().enumerate() {
+        let parts = checkpoint.parts.iter().filter(|p| p.path == *path).count() as u64;
+        // Over both invocations: every page once, plus at most one repeated page per part.
+        assert!(
+            listed_before[i] + listed_after[i] <= pages_whole[i] + parts,
+            "{path}: {} + {} requests, uninterrupted {} (+{parts} allowed)",
+            listed_before[i],
+            listed_after[i],
+            pages_whole[i]
+        );
+    }
+    let total_after: u64 = listed_after.iter().sum();
+    let total_whole: u64 = pages_whole.iter().sum();
+    assert!(
+        total_after < total_whole,
+        "the resumed invocation did not start over: {total_after} of {total_whole} pages"
+    );
+
+    let got = dashboard(&stack.http, &stack.base_url, "ws_k").await;
+    assert_eq!(got.0.len(), expected.0.len(), "same customers");
+    for ((id, a), (_, b)) in expected.0.iter().zip(got.0.iter()) {
+        assert_eq!(a, b, "panel of {id}");
+    }
+    assert_eq!(got.1, expected.1, "metrics");
 }
 
 fn integration_account() -> &'static str {
