@@ -325,7 +325,7 @@ const COUNTED: [&str; 4] = [
 #[tokio::test]
 async fn a_killed_sync_resumes_from_its_checkpoints_repeating_at_most_one_page_per_part() {
     std::env::remove_var("SYNC_SLICE_SECS");
-    let config = pinned_stub(400);
+    let config = pinned_stub(250);
 
     // The same account listed without interruption: its pages per list path, and the answers.
     let whole = TestStack::start_with(config.clone()).await.unwrap();

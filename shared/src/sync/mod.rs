@@ -957,3 +957,40 @@ fn keeps_revocation_note(c: &crate::store::connections::Connection) -> bool {
         .as_ref()
         .is_some_and(|e| crate::lifecycle::is_revocation_note(&e.code))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_slice_leaves_the_last_page_and_a_margin_inside_the_timeout() {
+        let slicing = Slicing::default();
+        // 780 s of work, a lease that outlives the 900 s function, below the queue's 1080 s.
+        assert_eq!(slicing.lease_secs(), 960);
+        assert_eq!(Slicing::new(840).lease_secs(), 1020);
+        assert_eq!(Slicing::new(1).lease_secs(), 11);
+        assert_eq!(Slicing::new(0), Slicing::new(1));
+    }
+
+    #[test]
+    fn a_slice_ends_at_its_length_or_a_margin_before_the_lambda_deadline() {
+        let began = Instant::now();
+        let slicing = Slicing::new(780);
+        assert_eq!(
+            slicing.stop_at(began, None),
+            began + Duration::from_secs(780)
+        );
+        // 900 s left: the slice ends first.
+        assert_eq!(
+            slicing.stop_at(began, Some(Duration::from_secs(900))),
+            began + Duration::from_secs(780)
+        );
+        // 300 s left (a batch's second message): 60 s before the deadline.
+        assert_eq!(
+            slicing.stop_at(began, Some(Duration::from_secs(300))),
+            began + Duration::from_secs(240)
+        );
+        // Less than the margin left: stop at once.
+        assert_eq!(slicing.stop_at(began, Some(Duration::from_secs(10))), began);
+    }
+}
