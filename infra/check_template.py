@@ -50,7 +50,7 @@ CONTRACT_ENV = {
     "TABLE_NAME", "EVENT_QUEUE_URL", "EVENT_DLQ_URL", "SYNC_QUEUE_URL", "KMS_KEY_ID", "EVENT_BUS_NAME",
     "PLATFORM_KEY_SECRET_ARN", "WEBHOOK_SECRETS_ARN", "STATE_KEY_SECRET_ARN",
     "STRIPE_API_BASE", "STRIPE_CONNECT_BASE", "STRIPE_CLIENT_ID", "DASHBOARD_URL", "OAUTH_REDIRECT_URI",
-    "WEBHOOK_TOLERANCE_SECONDS", "LOG_FORMAT", "RUST_LOG",
+    "WEBHOOK_TOLERANCE_SECONDS", "LOG_FORMAT", "RUST_LOG", "SYNC_SLICE_SECS",
 }
 # Actions whose IAM authorisation has no resource-level scoping, so "*" is what AWS requires.
 RESOURCE_STAR_ACTIONS = {"xray:puttracesegments", "xray:puttelemetryrecords", "xray:getsamplingrules",
@@ -201,7 +201,14 @@ def check_events(template: dict, fn: str, props: dict, r: Report, tier_schedules
             for queue in targets:
                 qprops = (resources.get(queue) or {}).get("Properties") or {}
                 visibility = qprops.get("VisibilityTimeout", 30)
-                if isinstance(visibility, int):
+                lease = ((resources.get(queue) or {}).get("Metadata") or {}).get("ConsumerLeaseSeconds")
+                if isinstance(visibility, int) and isinstance(lease, int):
+                    # The consumer leases its work and hands long work on as new messages: a
+                    # redelivery must come after the lease and the timeout, and soon after.
+                    r.check(visibility > max(lease, timeout), where,
+                            f"{queue} VisibilityTimeout {visibility}s must exceed its ConsumerLeaseSeconds "
+                            f"{lease}s and the function Timeout {timeout}s")
+                elif isinstance(visibility, int):
                     r.check(visibility >= 6 * timeout, where,
                             f"{queue} VisibilityTimeout {visibility}s < 6 x function Timeout {timeout}s")
 

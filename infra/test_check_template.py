@@ -52,6 +52,17 @@ class CheckTemplateFails(unittest.TestCase):
     def test_the_real_template_passes(self):
         self.assertEqual(check_template.run(copy.deepcopy(TEMPLATE)).errors, [])
 
+    # ------------------------------------------------------------------ queues
+    def test_the_sync_queue_visibility_must_outlast_the_consumers_lease(self):
+        def short(t):
+            props(t, "SyncQueue")["VisibilityTimeout"] = 1000
+        self.assertFlags(short, "SyncQueue VisibilityTimeout 1000s must exceed its ConsumerLeaseSeconds")
+
+    def test_without_a_declared_lease_the_visibility_is_six_timeouts(self):
+        def no_lease(t):
+            res(t, "SyncQueue").pop("Metadata")
+        self.assertFlags(no_lease, "SyncQueue VisibilityTimeout 1080s < 6 x function Timeout 900s")
+
     # ------------------------------------------------------------------ alarms
     def test_each_function_needs_an_errors_alarm(self):
         for fn in ("OAuth", "Webhook", "Projector", "Sync", "Api"):

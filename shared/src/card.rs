@@ -10,6 +10,9 @@
 //!   cadence plus one more cadence of slack (Pro 6 h, Scale 1 h). Free has no schedule, so its
 //!   data is stale after [`FREE_STALE_AFTER_SECS`] (7 days) without a sync. Staleness is not
 //!   judged while the backfill is still pending or running (the progress bar says enough).
+//! - `yellow` too while a sync is stalled: it still holds the account's sync slot but its lease
+//!   ran out (its invocation crashed or timed out). `last_error` then says so
+//!   ([`SYNC_STALLED`]) and that it resumes on its own, or with "Re-sync now".
 //! - otherwise none.
 //!
 //! A failure counts as "the last sync" when it happened at or after the last successful sync.
@@ -22,6 +25,9 @@ use crate::time::rfc3339;
 
 /// Free-tier data older than this (no sync at all) turns the card yellow.
 pub const FREE_STALE_AFTER_SECS: i64 = 7 * 86_400;
+
+/// The card's error code while a sync is stalled (see [`stalled_since`]).
+pub const SYNC_STALLED: &str = "sync_stalled";
 
 /// Error codes meaning the grant is revoked or invalid: only a reconnect cures them.
 const RECONNECT_CODES: [&str; 2] = ["invalid_api_key", "invalid_grant"];
@@ -116,7 +122,10 @@ pub fn card(conn: &Connection, now: i64) -> Card {
         banner: banner(conn, now),
         last_sync_at: conn.last_sync_at.map(rfc3339),
         next_sync_at: next_sync_at(conn, now).map(rfc3339),
-        last_error: conn.last_error.as_ref().map(card_error),
+        last_error: match stalled_since(conn, now) {
+            Some(at) => Some(stalled_error(at)),
+            None => conn.last_error.as_ref().map(card_error),
+        },
         backfill: CardBackfill {
             status: match conn.backfill.status {
                 BackfillStatus::Pending => CardBackfillStatus::Pending,
@@ -147,6 +156,9 @@ pub fn banner(conn: &Connection, now: i64) -> Option<Banner> {
         ConnectionStatus::NeedsReconnect => return Some(Banner::Red),
         ConnectionStatus::Active => {}
     }
+    if stalled_since(conn, now).is_some() {
+        return Some(Banner::Yellow);
+    }
     if let Some(e) = current_error(conn) {
         return Some(if RECONNECT_CODES.contains(&e.code.as_str()) {
             Banner::Red
@@ -158,6 +170,24 @@ pub fn banner(conn: &Connection, now: i64) -> Option<Banner> {
         return Some(Banner::Yellow);
     }
     None
+}
+
+/// When the sync holding the account's slot stopped being heard from: its lease ran out while it
+/// still held the slot (a finished or refused run releases it; one handed on extends it).
+pub fn stalled_since(conn: &Connection, now: i64) -> Option<i64> {
+    if conn.status != ConnectionStatus::Active {
+        return None;
+    }
+    conn.running_sync.as_ref()?;
+    conn.running_sync_until.filter(|&until| until <= now)
+}
+
+fn stalled_error(at: i64) -> CardError {
+    CardError {
+        code: SYNC_STALLED.into(),
+        message: "The last sync stopped before finishing (it ran out of time or crashed). It resumes from where it stopped within about 20 minutes; press Re-sync now to resume it sooner.".into(),
+        at: rfc3339(at),
+    }
 }
 
 /// Whether the data is older than the tier allows (see the module docs).
@@ -279,6 +309,29 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("reconnect"));
+    }
+
+    #[test]
+    fn a_sync_whose_lease_ran_out_is_shown_as_stalled_in_words_a_user_can_act_on() {
+        let mut c = conn(Tier::Pro);
+        c.backfill.status = BackfillStatus::Running;
+        c.running_sync = Some("run_1".into());
+        c.running_sync_until = Some(T0 + 960);
+        // Still leased: running, no banner.
+        let live = card(&c, T0 + 100);
+        assert_eq!(live.banner, None);
+        assert_eq!(live.last_error, None);
+        // The lease ran out while the slot is still held: stalled.
+        let dead = card(&c, T0 + 961);
+        assert_eq!(dead.banner, Some(Banner::Yellow));
+        let error = dead.last_error.unwrap();
+        assert_eq!(error.code, SYNC_STALLED);
+        assert!(error.message.contains("Re-sync now"), "{}", error.message);
+        assert_eq!(error.at, rfc3339(T0 + 960));
+        // Released (finished): nothing stalled.
+        c.running_sync = None;
+        c.running_sync_until = None;
+        assert_eq!(card(&c, T0 + 961).banner, None);
     }
 
     #[test]

@@ -16,10 +16,10 @@ use tracing::{info, warn};
 
 use crate::domain_events::{DomainEvent, Publisher};
 use crate::lifecycle::{account_in_use, Lifecycle, LifecycleJob};
-use crate::queue::{SyncJob, SyncTrigger};
+use crate::queue::{SyncJob, SyncQueue, SyncTrigger};
 use crate::secrets::Secret;
 use crate::store::connections::{ConnectOutcome, Connection, ConnectionStatus, PurgePending};
-use crate::store::syncs::{RunError, RunStatus, SyncRun};
+use crate::store::syncs::SyncRun;
 use crate::store::{Store, StoreError};
 use crate::stripe::client::{AccountCredential, StripeClient, StripeError};
 use crate::stripe::oauth::OAuthGrant;
@@ -304,25 +304,18 @@ impl ConnectWorkflow {
             run_id: run.id.clone(),
             trigger: SyncTrigger::Backfill,
         };
-        let body = serde_json::to_string(&job).map_err(|e| e.to_string())?;
-        self.sqs
-            .send_message()
-            .queue_url(&self.sync_queue_url)
-            .message_body(body)
-            .send()
+        SyncQueue::new(self.sqs.clone(), &self.sync_queue_url)
+            .send_one(&job, 0)
             .await
-            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
-        Ok(())
     }
 
-    /// Records that the backfill could not be queued. (To be replaced by the one shared "mark a
-    /// run failed".)
+    /// Records that the backfill could not be queued.
     async fn mark_run_failed(&self, run: &mut SyncRun) -> Result<(), StoreError> {
-        run.status = RunStatus::Failed;
-        run.error = Some(RunError {
-            code: "queue_unavailable".into(),
-            message: "The backfill could not be queued.".into(),
-        });
+        run.fail(
+            "queue_unavailable",
+            "The backfill could not be queued.",
+            crate::time::now_unix(),
+        );
         self.store.put_sync_run(run).await
     }
 }

@@ -255,22 +255,18 @@ impl Lifecycle {
     }
 
     pub async fn queue(&self, job: &LifecycleJob, delay_secs: i32) -> Result<(), LifecycleError> {
-        let body = serde_json::to_string(job).map_err(|e| LifecycleError::Queue(e.to_string()))?;
-        self.send(body, delay_secs).await
+        self.send(job, delay_secs).await
     }
 
-    async fn send(&self, body: String, delay_secs: i32) -> Result<(), LifecycleError> {
-        self.sqs
-            .send_message()
-            .queue_url(&self.queue_url)
-            .message_body(body)
-            .delay_seconds(delay_secs.clamp(0, 900))
-            .send()
+    async fn send<T: serde::Serialize>(
+        &self,
+        message: &T,
+        delay_secs: i32,
+    ) -> Result<(), LifecycleError> {
+        crate::queue::SyncQueue::new(self.sqs.clone(), self.queue_url.clone())
+            .send_one(message, delay_secs)
             .await
-            .map_err(|e| {
-                LifecycleError::Queue(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
-            })?;
-        Ok(())
+            .map_err(LifecycleError::Queue)
     }
 
     /// Runs one lifecycle message. `Err` leaves the message for SQS to redeliver.
@@ -415,17 +411,16 @@ impl Lifecycle {
             run_id: backfill_run.into(),
             trigger: SyncTrigger::Backfill,
         };
-        let body = serde_json::to_string(&job).map_err(|e| LifecycleError::Queue(e.to_string()))?;
-        if let Err(e) = self.send(body, 0).await {
+        if let Err(e) = self.send(&job, 0).await {
             // The next schedule or "Re-sync now" (a full listing until a backfill succeeds)
             // runs it; the card shows the backfill failed meanwhile.
             warn!(error = %e, "backfill not queued after the purge");
             if let Some(mut run) = self.store.get_sync_run(workspace_id, backfill_run).await? {
-                run.status = crate::store::syncs::RunStatus::Failed;
-                run.error = Some(crate::store::syncs::RunError {
-                    code: "queue_unavailable".into(),
-                    message: "The backfill could not be queued.".into(),
-                });
+                run.fail(
+                    "queue_unavailable",
+                    "The backfill could not be queued.",
+                    now_unix(),
+                );
                 self.store.put_sync_run(&run).await?;
             }
         }

@@ -366,11 +366,15 @@ pub struct ProxiedStack {
 
 impl ProxiedStack {
     pub async fn start() -> anyhow::Result<ProxiedStack> {
+        Self::start_with(crate::small_stub()).await
+    }
+
+    /// [`ProxiedStack::start`] with another seeded stand-in.
+    pub async fn start_with(stub_config: StubConfig) -> anyhow::Result<ProxiedStack> {
         if std::env::var("TEST_LOG").is_ok() {
             std::env::set_var("LOG_FORMAT", "pretty");
             shared::telemetry::init();
         }
-        let stub_config: StubConfig = crate::small_stub();
         let mut parts = LocalParts::start(crate::local_settings(), stub_config).await?;
         // The functions reach AWS through the proxy; this test's own clients go to moto directly.
         let proxy = FaultProxy::start(&parts.moto.endpoint).await?;

@@ -159,8 +159,9 @@ async fn request_span(req: Request, next: Next) -> Response {
 pub enum BackendError {
     #[error("store: {0}")]
     Store(#[from] StoreError),
-    #[error("sync queue: {}", aws_sdk_sqs::error::DisplayErrorContext(.0.as_ref()))]
-    Queue(#[source] Box<aws_sdk_sqs::Error>),
+    /// The sync queue did not take the job (the queue's reason; no secret is ever in a job).
+    #[error("sync queue: {0}")]
+    Queue(String),
     #[error("sync job not encoded: {0}")]
     Encode(#[from] serde_json::Error),
 }

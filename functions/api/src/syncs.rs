@@ -7,7 +7,7 @@ use axum::Json;
 use serde::Serialize;
 use serde_json::json;
 use shared::http::{ApiError, Caller};
-use shared::queue::{SyncJob, SyncTrigger};
+use shared::queue::{SyncJob, SyncQueue, SyncTrigger};
 use shared::store::connections::SyncSlotRefusal;
 use shared::store::syncs::{Counts, RunError, RunStatus, SyncRun};
 use tracing::{info, warn};
@@ -261,15 +261,10 @@ pub fn daily_limit(retry_after: i64) -> Response {
 }
 
 async fn enqueue(app: &AppState, job: &SyncJob) -> Result<(), BackendError> {
-    let body = serde_json::to_string(job)?;
-    app.sqs
-        .send_message()
-        .queue_url(&app.sync_queue_url)
-        .message_body(body)
-        .send()
+    SyncQueue::new(app.sqs.clone(), &app.sync_queue_url)
+        .send_one(job, 0)
         .await
-        .map_err(|e| BackendError::Queue(Box::new(e.into())))?;
-    Ok(())
+        .map_err(BackendError::Queue)
 }
 
 /// The job never reached the queue: free the slot and record the run as failed.
@@ -281,12 +276,11 @@ async fn fail_unqueued(app: &AppState, run: &mut SyncRun) {
     {
         warn!(error = %e, "sync slot not released; its lease will expire");
     }
-    run.status = RunStatus::Failed;
-    run.finished_at = Some(shared::time::now_unix());
-    run.error = Some(RunError {
-        code: "queue_unavailable".into(),
-        message: "The sync could not be queued; press Re-sync now again.".into(),
-    });
+    run.fail(
+        "queue_unavailable",
+        "The sync could not be queued; press Re-sync now again.",
+        shared::time::now_unix(),
+    );
     if let Err(e) = app.store.put_sync_run(run).await {
         warn!(error = %e, "failed run not recorded");
     }

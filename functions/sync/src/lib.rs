@@ -1,20 +1,24 @@
-//! The sync function. One Lambda, three triggers, told apart by the payload's shape:
-//! sync jobs from the sync queue (backfill, schedule, manual), the tier schedules'
-//! `{"tier": "pro"|"scale"}` input (fan-out), and `workspace.plan_changed` from the domain bus.
+//! The sync function. One Lambda, three triggers, each a typed event ([`SyncEvent`]): sync-queue
+//! messages (jobs for backfill, schedule and manual syncs, their continuations, lifecycle
+//! tasks), the tier schedules' `{"tier": "pro"|"scale"}` input (fan-out), and
+//! `workspace.plan_changed` from the domain bus.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use shared::aws::AwsClients;
 use shared::config::{required, ConfigError, StripeEndpoints};
 use shared::domain_events::Publisher;
 use shared::lifecycle::{Lifecycle, LifecycleJob};
-use shared::queue::SyncJob;
+use shared::queue::{SyncJob, SyncMessage, SyncQueue};
 use shared::store::connections::Tier;
 use shared::store::{Store, StoreError};
 use shared::stripe::client::StripeClient;
-use shared::sync::{fan_out, plan_changed, run_sync, FanOutError, SyncDeps, SyncError};
+use shared::sync::{fan_out, plan_changed, run_sync, FanOutError, Slicing, SyncDeps, SyncError};
 use shared::vault::Vault;
 use thiserror::Error;
 use tracing::{error, info, info_span, warn, Instrument};
@@ -28,6 +32,8 @@ pub struct Config {
     pub kms_key_id: String,
     pub event_bus_name: String,
     pub stripe: StripeEndpoints,
+    /// `SYNC_SLICE_SECS`: how long one invocation works on a run before handing the rest on.
+    pub slicing: Slicing,
 }
 
 impl Config {
@@ -38,14 +44,13 @@ impl Config {
             kms_key_id: required("KMS_KEY_ID")?,
             event_bus_name: required("EVENT_BUS_NAME")?,
             stripe: StripeEndpoints::from_env()?,
+            slicing: Slicing::from_env()?,
         })
     }
 }
 
 pub struct SyncApp {
     pub deps: SyncDeps,
-    pub sqs: aws_sdk_sqs::Client,
-    pub sync_queue_url: String,
     /// Revocation retries and purges after a switch of accounts (lifecycle messages).
     pub lifecycle: Lifecycle,
 }
@@ -71,14 +76,56 @@ pub async fn init(
             vault: Vault::new(aws.kms.clone(), config.kms_key_id),
             stripe,
             events: Publisher::new(aws.eventbridge.clone(), config.event_bus_name),
+            queue: SyncQueue::new(aws.sqs.clone(), config.sync_queue_url),
+            slicing: config.slicing,
         },
-        sqs: aws.sqs.clone(),
-        sync_queue_url: config.sync_queue_url,
         lifecycle,
     }))
 }
 
-/// What invoked the function.
+/// A tier schedule's input (the rule target's constant JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleInput {
+    pub tier: String,
+}
+
+/// `workspace.plan_changed`'s detail; both fields are checked, not assumed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct PlanChangeDetail {
+    #[serde(default)]
+    pub workspace_id: Option<String>,
+    #[serde(default)]
+    pub tier: Option<String>,
+}
+
+/// A `Records` or `tier` field whose contents fit no trigger: named in the error.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MalformedJobs {
+    #[serde(rename = "Records")]
+    _records: serde::de::IgnoredAny,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MalformedSchedule {
+    #[serde(rename = "tier")]
+    _tier: serde::de::IgnoredAny,
+}
+
+/// Everything that invokes the function, by its typed shape.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SyncEvent {
+    /// Messages from the sync queue.
+    Jobs(SqsEvent),
+    /// An event from the domain bus.
+    Bus(Box<EventBridgeEvent<PlanChangeDetail>>),
+    /// A tier schedule.
+    Schedule(ScheduleInput),
+    MalformedJobs(MalformedJobs),
+    MalformedSchedule(MalformedSchedule),
+}
+
+/// What invoked the function, checked.
 #[derive(Debug, PartialEq)]
 pub enum Invocation {
     /// Sync jobs from the sync queue.
@@ -108,77 +155,110 @@ fn invalid(what: &'static str, reason: impl Into<String>) -> InvocationError {
     }
 }
 
-fn paid_tier(value: Option<&Value>, what: &'static str) -> Result<Tier, InvocationError> {
-    let raw = value
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid(what, "tier is missing"))?;
+fn paid_tier(raw: Option<&str>, what: &'static str) -> Result<Tier, InvocationError> {
+    let raw = raw.ok_or_else(|| invalid(what, "tier is missing"))?;
     Tier::parse(raw).ok_or_else(|| invalid(what, format!("unknown tier {raw:?}")))
 }
 
-/// Tells the three triggers apart by shape.
+/// Checks a typed event.
+pub fn check_event(event: SyncEvent) -> Result<Invocation, InvocationError> {
+    match event {
+        SyncEvent::Jobs(event) => Ok(Invocation::Jobs(event)),
+        SyncEvent::Bus(event) => {
+            if event.detail_type != PLAN_CHANGED {
+                return Err(InvocationError::Unrecognised(format!(
+                    "EventBridge detail-type {:?}",
+                    event.detail_type
+                )));
+            }
+            let workspace_id = event
+                .detail
+                .workspace_id
+                .as_deref()
+                .map(str::trim)
+                .filter(|w| !w.is_empty())
+                .ok_or_else(|| invalid("plan change", "workspace_id is missing"))?;
+            let tier = paid_tier(event.detail.tier.as_deref(), "plan change")?;
+            Ok(Invocation::PlanChanged {
+                workspace_id: workspace_id.to_owned(),
+                tier,
+            })
+        }
+        SyncEvent::Schedule(input) => {
+            let tier = paid_tier(Some(&input.tier), "schedule input")?;
+            if tier.cadence_secs().is_none() {
+                return Err(invalid("schedule input", "the free tier has no schedule"));
+            }
+            Ok(Invocation::Schedule { tier })
+        }
+        SyncEvent::MalformedJobs(_) => {
+            Err(invalid("SQS event", "Records is not a list of messages"))
+        }
+        SyncEvent::MalformedSchedule(_) => Err(invalid("schedule input", "tier is not a name")),
+    }
+}
+
+/// Reads a JSON payload as a [`SyncEvent`] (the dev stack's samples, tests) and checks it.
 pub fn parse_invocation(payload: Value) -> Result<Invocation, InvocationError> {
-    if payload.get("Records").is_some() {
-        return serde_json::from_value(payload)
-            .map(Invocation::Jobs)
-            .map_err(|e| invalid("SQS event", e.to_string()));
-    }
-    if let Some(detail_type) = payload.get("detail-type") {
-        if detail_type.as_str() != Some(PLAN_CHANGED) {
-            return Err(InvocationError::Unrecognised(format!(
-                "EventBridge detail-type {detail_type}"
-            )));
-        }
-        let detail = payload
-            .get("detail")
-            .ok_or_else(|| invalid("plan change", "detail is missing"))?;
-        let workspace_id = detail
-            .get("workspace_id")
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|w| !w.is_empty())
-            .ok_or_else(|| invalid("plan change", "workspace_id is missing"))?;
-        let tier = paid_tier(detail.get("tier"), "plan change")?;
-        return Ok(Invocation::PlanChanged {
-            workspace_id: workspace_id.to_owned(),
-            tier,
-        });
-    }
-    if let Some(tier) = payload.get("tier") {
-        let tier = paid_tier(Some(tier), "schedule input")?;
-        if tier.cadence_secs().is_none() {
-            return Err(invalid("schedule input", "the free tier has no schedule"));
-        }
-        return Ok(Invocation::Schedule { tier });
-    }
-    let keys: Vec<&str> = payload
-        .as_object()
-        .map(|o| o.keys().map(String::as_str).collect())
-        .unwrap_or_default();
-    Err(InvocationError::Unrecognised(format!(
-        "a payload with keys {keys:?}"
-    )))
+    let event: SyncEvent = serde_json::from_value(payload).map_err(|_| {
+        InvocationError::Unrecognised(
+            "a payload that is not an SQS event, a schedule input or a bus event".into(),
+        )
+    })?;
+    check_event(event)
 }
 
-/// The Lambda handler over any JSON payload.
+/// The Lambda handler over a JSON payload (the dev stack and tests; no deadline).
 pub async fn handle(app: &SyncApp, payload: Value) -> Result<Value, lambda_runtime::Error> {
-    let outcome = match parse_invocation(payload) {
-        Ok(invocation) => Box::pin(dispatch(app, invocation)).await,
-        Err(e) => Err(e),
-    };
-    outcome.map_err(|e| {
-        error!(reason = %e, "invocation failed");
-        Box::new(e) as lambda_runtime::Error
-    })
+    match parse_invocation(payload) {
+        Ok(invocation) => handle_invocation(app, invocation, None).await,
+        Err(e) => {
+            error!(reason = %e, "invocation failed");
+            Err(Box::new(e))
+        }
+    }
 }
 
-async fn dispatch(app: &SyncApp, invocation: Invocation) -> Result<Value, InvocationError> {
+/// The Lambda handler: `remaining` is the time left before the invocation's deadline.
+pub async fn handle_event(
+    app: &SyncApp,
+    event: SyncEvent,
+    remaining: Option<Duration>,
+) -> Result<Value, lambda_runtime::Error> {
+    match check_event(event) {
+        Ok(invocation) => handle_invocation(app, invocation, remaining).await,
+        Err(e) => {
+            error!(reason = %e, "invocation failed");
+            Err(Box::new(e))
+        }
+    }
+}
+
+async fn handle_invocation(
+    app: &SyncApp,
+    invocation: Invocation,
+    remaining: Option<Duration>,
+) -> Result<Value, lambda_runtime::Error> {
+    Box::pin(dispatch(app, invocation, remaining))
+        .await
+        .map_err(|e| {
+            error!(reason = %e, "invocation failed");
+            Box::new(e) as lambda_runtime::Error
+        })
+}
+
+async fn dispatch(
+    app: &SyncApp,
+    invocation: Invocation,
+    remaining: Option<Duration>,
+) -> Result<Value, InvocationError> {
     match invocation {
         Invocation::Jobs(event) => {
-            let response = handle_jobs(app, event).await;
+            let response = handle_jobs(app, event, remaining).await;
             serde_json::to_value(response).map_err(|e| invalid("batch response", e.to_string()))
         }
         Invocation::Schedule { tier } => {
-            let queued = fan_out(&app.deps.store, &app.sqs, &app.sync_queue_url, tier).await?;
+            let queued = fan_out(&app.deps.store, &app.deps.queue, tier).await?;
             Ok(json!({"tier": tier.as_str(), "queued": queued}))
         }
         Invocation::PlanChanged { workspace_id, tier } => {
@@ -190,11 +270,17 @@ async fn dispatch(app: &SyncApp, invocation: Invocation) -> Result<Value, Invoca
 
 /// Runs each job; only retryable failures (store, key service) and unreadable messages are
 /// reported, so a Stripe failure, recorded on its run, is acknowledged.
-pub async fn handle_jobs(app: &SyncApp, event: SqsEvent) -> SqsBatchResponse {
+pub async fn handle_jobs(
+    app: &SyncApp,
+    event: SqsEvent,
+    remaining: Option<Duration>,
+) -> SqsBatchResponse {
+    let began = std::time::Instant::now();
     let mut response = SqsBatchResponse::default();
     for record in event.records {
         let id = record.message_id.clone().unwrap_or_default();
-        if !handle_job(app, &record).await {
+        let left = remaining.map(|r| r.saturating_sub(began.elapsed()));
+        if !handle_job(app, &record, left).await {
             response.add_failure(id);
         }
     }
@@ -202,7 +288,7 @@ pub async fn handle_jobs(app: &SyncApp, event: SqsEvent) -> SqsBatchResponse {
 }
 
 /// Whether the message is done with (acknowledged).
-async fn handle_job(app: &SyncApp, record: &SqsMessage) -> bool {
+async fn handle_job(app: &SyncApp, record: &SqsMessage, remaining: Option<Duration>) -> bool {
     let receives = record
         .attributes
         .get("ApproximateReceiveCount")
@@ -211,26 +297,32 @@ async fn handle_job(app: &SyncApp, record: &SqsMessage) -> bool {
     if let Some(parsed) = record.body.as_deref().and_then(LifecycleJob::parse) {
         return handle_lifecycle(app, record, parsed, receives).await;
     }
-    let job = match parse_job(record) {
-        Ok(job) => job,
+    let message = match parse_message(record) {
+        Ok(message) => message,
         Err(reason) => {
             // Left for the dead-letter queue, where someone can read it.
             error!(message_id = ?record.message_id, %reason, "message is not a sync job");
             return false;
         }
     };
+    let job = message.job();
     let span = info_span!(
         "sync",
         workspace = %job.workspace_id,
         account = %job.account_id,
         run_id = %job.run_id,
-        trigger = job.trigger.as_str()
+        trigger = job.trigger.as_str(),
+        slice = message.slice()
     );
     async {
-        match run_sync(&app.deps, &job).await {
+        match run_sync(&app.deps, &message, remaining).await {
             Ok(run) => {
                 info!(status = ?run.status, error = ?run.error.as_ref().map(|e| &e.code), "sync job done");
                 true
+            }
+            Err(SyncError::Busy) => {
+                info!(receive_count = receives, "run busy in another invocation; left for redelivery");
+                false
             }
             Err(e) if e.is_retryable() => {
                 error!(reason = %e, receive_count = receives, "sync job failed; it will be retried");
@@ -286,6 +378,13 @@ async fn handle_lifecycle(
     }
 }
 
+/// A sync job or a continuation (lifecycle messages are told apart first).
+pub fn parse_message(record: &SqsMessage) -> Result<SyncMessage, String> {
+    let body = record.body.as_deref().ok_or("empty body")?;
+    serde_json::from_str(body).map_err(|e| e.to_string())
+}
+
+/// A sync job (the first slice of a run).
 pub fn parse_job(record: &SqsMessage) -> Result<SyncJob, String> {
     let body = record.body.as_deref().ok_or("empty body")?;
     serde_json::from_str(body).map_err(|e| e.to_string())

@@ -114,7 +114,10 @@ pub async fn start(
                 tick.tick().await;
                 loop {
                     tick.tick().await;
-                    if let Err(e) = fn_sync::handle(&sync, json!({"tier": tier})).await {
+                    let input = fn_sync::SyncEvent::Schedule(fn_sync::ScheduleInput {
+                        tier: tier.to_string(),
+                    });
+                    if let Err(e) = fn_sync::handle_event(&sync, input, None).await {
                         tracing::warn!(tier, error = %e, "scheduled sync fan-out failed");
                     }
                 }

@@ -24,8 +24,8 @@ impl Consumer {
                     .iter()
                     .filter_map(|r| r.message_id.clone())
                     .collect();
-                let payload = serde_json::to_value(&event).unwrap_or_default();
-                match fn_sync::handle(app, payload).await {
+                // No Lambda deadline here: a run's slices end by SYNC_SLICE_SECS alone.
+                match fn_sync::handle_event(app, fn_sync::SyncEvent::Jobs(event), None).await {
                     Ok(v) => serde_json::from_value(v).unwrap_or_default(),
                     Err(e) => {
                         tracing::error!(error = %e, "sync batch failed");

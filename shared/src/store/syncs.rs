@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{keys, s, Item, Store, StoreError};
+use super::{keys, n, s, Item, Store, StoreError};
 use crate::queue::SyncTrigger;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -44,6 +44,17 @@ impl Counts {
             _ => {}
         }
     }
+    /// Adds `other`'s counts (a later slice of the same run).
+    pub fn add(&mut self, other: &Counts) {
+        self.customers += other.customers;
+        self.subscriptions += other.subscriptions;
+        self.invoices += other.invoices;
+        self.charges += other.charges;
+        self.products += other.products;
+        self.prices += other.prices;
+        self.other_mode_events += other.other_mode_events;
+    }
+
     pub fn total(&self) -> u64 {
         self.customers
             + self.subscriptions
@@ -81,6 +92,43 @@ pub struct SyncRun {
     pub progress: f64,
     #[serde(default)]
     pub error: Option<RunError>,
+    /// A full listing's resume point (not part of the API's view).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
+    /// The invocation (slice) of this run that holds it: 0 for the first, +1 per continuation.
+    #[serde(default)]
+    pub slice: u32,
+}
+
+/// Where a full listing stands: enough to continue it in another invocation, repeating at most
+/// one page per part. Bounded: `LISTED` types x `LISTING_PARTS` ranges (42 parts, ~4 KB).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Checkpoint {
+    /// When the listing began (its first slice): the incremental cursor continues from here once
+    /// the listing is done, so a later sync reads the events of everything that changed since.
+    pub started: i64,
+    /// The newest event before the listing began.
+    #[serde(default)]
+    pub newest_event: Option<String>,
+    pub parts: Vec<PartCheckpoint>,
+}
+
+/// One listing part: an object type over one `created` range.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PartCheckpoint {
+    /// The list path, e.g. `/v1/customers`.
+    pub path: String,
+    /// `created[gte]`, `created[lt]`.
+    pub from: i64,
+    pub to: i64,
+    /// The last object id of the last page fully written (`starting_after` for the next page).
+    #[serde(default)]
+    pub after: Option<String>,
+    #[serde(default)]
+    pub done: bool,
+    /// 0.0 to 1.0, by `created` reached.
+    #[serde(default)]
+    pub progress: f64,
 }
 
 impl SyncRun {
@@ -106,11 +154,62 @@ impl SyncRun {
             drift: 0,
             progress: 0.0,
             error: None,
+            checkpoint: None,
+            slice: 0,
         }
+    }
+
+    /// Marks the run failed at `at` with `code` and a message in words a user can act on: the one
+    /// place a run becomes `failed`. The caller stores it.
+    pub fn fail(&mut self, code: &str, message: &str, at: i64) {
+        self.status = RunStatus::Failed;
+        self.finished_at = Some(at);
+        self.error = Some(RunError {
+            code: code.into(),
+            message: message.into(),
+        });
     }
 }
 
 impl Store {
+    /// Moves `run_id` from slice `from` to slice `from + 1` if it is still at `from` and running:
+    /// of two deliveries of one continuation, one takes the run over. False when another did.
+    pub async fn claim_run_slice(
+        &self,
+        workspace_id: &str,
+        run_id: &str,
+        from: u32,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::ws(workspace_id)))
+            .key("sk", s(keys::sync_run(run_id)))
+            .update_expression("SET slice = :next")
+            .condition_expression(if from == 0 {
+                "#st = :running AND (attribute_not_exists(slice) OR slice = :from)"
+            } else {
+                "#st = :running AND slice = :from"
+            })
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":running", s("running"))
+            .expression_attribute_values(":from", n(i64::from(from)))
+            .expression_attribute_values(":next", n(i64::from(from) + 1))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::sdk(e)),
+        }
+    }
+
     pub async fn put_sync_run(&self, run: &SyncRun) -> Result<(), StoreError> {
         let mut item: Item =
             serde_dynamo::to_item(run).map_err(|e| StoreError::Corrupt(e.to_string()))?;

@@ -1,12 +1,11 @@
 //! The tier schedules: one queued sync job per connected account of a tier; and plan changes.
 
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use futures::future::try_join_all;
 use thiserror::Error;
 
-use crate::queue::{SyncJob, SyncTrigger};
+use crate::queue::{SyncJob, SyncQueue, SyncTrigger};
 use crate::store::connections::Tier;
-use crate::store::syncs::{RunError, RunStatus, SyncRun};
+use crate::store::syncs::SyncRun;
 use crate::store::{Store, StoreError};
 
 /// SQS takes at most 10 messages per batch.
@@ -33,12 +32,7 @@ pub fn job_for(run: &SyncRun) -> SyncJob {
 /// Queues a scheduled sync for every active connection of `tier`: a queued [`SyncRun`] each, then
 /// the jobs in batches of 10. Runs whose job the queue refused are recorded as failed. Returns the
 /// jobs queued; an error only when nothing could be queued or the store failed.
-pub async fn fan_out(
-    store: &Store,
-    sqs: &aws_sdk_sqs::Client,
-    sync_queue_url: &str,
-    tier: Tier,
-) -> Result<usize, FanOutError> {
+pub async fn fan_out(store: &Store, queue: &SyncQueue, tier: Tier) -> Result<usize, FanOutError> {
     let now = crate::time::now_unix();
     let accounts = store.connections_in_tier(tier).await?;
     let mut queued = 0;
@@ -49,46 +43,18 @@ pub async fn fan_out(
             .map(|(ws, acct)| SyncRun::new(ws, acct, SyncTrigger::Schedule, now))
             .collect();
         try_join_all(runs.iter().map(|run| store.put_sync_run(run))).await?;
-        let mut entries = Vec::with_capacity(runs.len());
-        for (i, run) in runs.iter().enumerate() {
-            let body = serde_json::to_string(&job_for(run))
-                .map_err(|e| FanOutError::Queue(e.to_string()))?;
-            let entry = SendMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .message_body(body)
-                .build()
-                .map_err(|e| FanOutError::Queue(e.to_string()))?;
-            entries.push(entry);
-        }
-        let refused: Vec<usize> = match sqs
-            .send_message_batch()
-            .queue_url(sync_queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-        {
-            Ok(out) => out
-                .failed()
-                .iter()
-                .filter_map(|f| f.id().parse().ok())
-                .collect(),
-            Err(e) => {
-                let message = aws_sdk_sqs::error::DisplayErrorContext(e).to_string();
-                tracing::error!(error = %message, "sync jobs not queued");
-                last_failure = Some(message);
-                (0..runs.len()).collect()
-            }
-        };
+        let jobs: Vec<SyncJob> = runs.iter().map(job_for).collect();
+        let refused = queue.send(&jobs, 0).await;
         queued += runs.len() - refused.len();
-        for run in refused.iter().filter_map(|&i| runs.get(i)) {
-            last_failure.get_or_insert_with(|| "the queue refused the job".into());
+        for (i, reason) in refused {
+            let Some(run) = runs.get(i) else { continue };
+            last_failure = Some(reason);
             let mut run = run.clone();
-            run.status = RunStatus::Failed;
-            run.finished_at = Some(crate::time::now_unix());
-            run.error = Some(RunError {
-                code: "queue_unavailable".into(),
-                message: "The scheduled sync could not be queued.".into(),
-            });
+            run.fail(
+                "queue_unavailable",
+                "The scheduled sync could not be queued.",
+                crate::time::now_unix(),
+            );
             if let Err(e) = store.put_sync_run(&run).await {
                 tracing::warn!(run_id = %run.id, error = %e, "unqueued run not marked failed");
             }
@@ -130,6 +96,6 @@ mod tests {
             ("ws_1", "acct_1", SyncTrigger::Schedule)
         );
         assert_eq!(job.run_id, run.id);
-        assert_eq!(run.status, RunStatus::Queued);
+        assert_eq!(run.status, crate::store::syncs::RunStatus::Queued);
     }
 }

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::projection::{route_listed, CatalogItem, Change, Routed};
 use crate::queue::SyncTrigger;
-use crate::store::syncs::Counts;
+use crate::store::syncs::{Checkpoint, Counts, PartCheckpoint, RunStatus};
 
 /// Stripe keeps events for 30 days.
 pub const EVENT_RETENTION_SECS: i64 = 30 * 86_400;
@@ -78,6 +78,93 @@ pub fn range_progress((from, to): (i64, i64), oldest_seen: i64) -> f64 {
         return 1.0;
     }
     ((to - oldest_seen) as f64 / (to - from) as f64).clamp(0.0, 1.0)
+}
+
+/// The parts of a full listing: each of `paths` over each range, type by type.
+pub fn listing_parts(paths: &[&str], ranges: &[(i64, i64)]) -> Vec<PartCheckpoint> {
+    paths
+        .iter()
+        .flat_map(|path| {
+            ranges.iter().map(move |&(from, to)| PartCheckpoint {
+                path: (*path).to_string(),
+                from,
+                to,
+                ..PartCheckpoint::default()
+            })
+        })
+        .collect()
+}
+
+/// Mean progress over the parts, a finished part counting 1 (0.0 when there are none).
+pub fn listing_progress(parts: &[PartCheckpoint]) -> f64 {
+    if parts.is_empty() {
+        return 0.0;
+    }
+    let sum: f64 = parts
+        .iter()
+        .map(|p| {
+            if p.done {
+                1.0
+            } else {
+                p.progress.clamp(0.0, 1.0)
+            }
+        })
+        .sum();
+    sum / parts.len() as f64
+}
+
+/// The unfinished parts, by index, in the order they are listed: coupons first (so every listed
+/// subscription's discounts resolve), then the rest together.
+pub fn unfinished_parts(parts: &[PartCheckpoint]) -> (Vec<usize>, Vec<usize>) {
+    parts
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !p.done)
+        .map(|(i, p)| (i, p.path == "/v1/coupons"))
+        .fold(
+            (Vec::new(), Vec::new()),
+            |(mut first, mut rest), (i, coupons)| {
+                if coupons {
+                    first.push(i);
+                } else {
+                    rest.push(i);
+                }
+                (first, rest)
+            },
+        )
+}
+
+/// Whether a listing checkpointed earlier may still be continued at `now`: once done, the
+/// incremental cursor continues from its start, so that start must still be inside Stripe's
+/// event retention. An older one is dropped and the listing starts over.
+pub fn may_continue(checkpoint: &Checkpoint, now: i64) -> bool {
+    checkpoint.started <= now
+        && now - checkpoint.started < EVENT_RETENTION_SECS - CURSOR_MARGIN_SECS
+        && !checkpoint.parts.is_empty()
+}
+
+/// What a delivered sync message does with a run that is not finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takeover {
+    /// Run it: the slot is this run's (taken by the API for a queued run).
+    Start,
+    /// A continuation: take the run over from `run.slice` (conditionally, once).
+    Claim,
+    /// The invocation holding the lease may be alive: leave the message for a later delivery
+    /// (by then the lease has run out if that invocation died).
+    Busy,
+    /// An older or duplicate message of a run that has moved on: acknowledge, do nothing.
+    Stale,
+}
+
+/// Decides for a message of slice `message_slice` while the run's lease is still held by it.
+pub fn while_leased(status: RunStatus, run_slice: u32, message_slice: u32) -> Takeover {
+    match status {
+        RunStatus::Queued if message_slice == 0 => Takeover::Start,
+        RunStatus::Running if message_slice == run_slice.saturating_add(1) => Takeover::Claim,
+        RunStatus::Running if message_slice == run_slice => Takeover::Busy,
+        _ => Takeover::Stale,
+    }
 }
 
 /// One listed page, sorted into store writes.
@@ -247,6 +334,94 @@ mod tests {
         assert_eq!(range_progress((0, 100), 75), 0.25);
         assert_eq!(range_progress((0, 100), 0), 1.0);
         assert_eq!(range_progress((0, 100), -5), 1.0);
+    }
+
+    fn part(path: &str, done: bool, progress: f64) -> PartCheckpoint {
+        PartCheckpoint {
+            path: path.into(),
+            done,
+            progress,
+            ..PartCheckpoint::default()
+        }
+    }
+
+    #[test]
+    fn parts_are_every_type_over_every_range() {
+        let parts = listing_parts(&["/v1/coupons", "/v1/customers"], &[(0, 5), (5, 9)]);
+        let seen: Vec<(&str, i64, i64)> = parts
+            .iter()
+            .map(|p| (p.path.as_str(), p.from, p.to))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("/v1/coupons", 0, 5),
+                ("/v1/coupons", 5, 9),
+                ("/v1/customers", 0, 5),
+                ("/v1/customers", 5, 9)
+            ]
+        );
+        assert!(parts.iter().all(|p| p.after.is_none() && !p.done));
+    }
+
+    #[test]
+    fn a_resumed_listing_lists_only_unfinished_parts_coupons_first() {
+        let parts = vec![
+            part("/v1/customers", true, 1.0),
+            part("/v1/coupons", false, 0.5),
+            part("/v1/charges", false, 0.25),
+            part("/v1/coupons", true, 1.0),
+            part("/v1/invoices", false, 0.0),
+        ];
+        assert_eq!(unfinished_parts(&parts), (vec![1], vec![2, 4]));
+        assert_eq!(listing_progress(&parts), (1.0 + 0.5 + 0.25 + 1.0) / 5.0);
+        assert_eq!(listing_progress(&[]), 0.0);
+        let all_done = vec![part("/v1/coupons", true, 0.2)];
+        assert_eq!(unfinished_parts(&all_done), (vec![], vec![]));
+        assert_eq!(listing_progress(&all_done), 1.0);
+    }
+
+    #[test]
+    fn a_checkpoint_is_continued_only_while_its_cursor_would_still_be_readable() {
+        let checkpoint = Checkpoint {
+            started: NOW - 3 * DAY,
+            newest_event: None,
+            parts: vec![part("/v1/customers", false, 0.1)],
+        };
+        assert!(may_continue(&checkpoint, NOW));
+        let old = Checkpoint {
+            started: NOW - 30 * DAY,
+            ..checkpoint.clone()
+        };
+        assert!(!may_continue(&old, NOW));
+        let future = Checkpoint {
+            started: NOW + 60,
+            ..checkpoint.clone()
+        };
+        assert!(!may_continue(&future, NOW));
+        let empty = Checkpoint {
+            parts: vec![],
+            ..checkpoint
+        };
+        assert!(!may_continue(&empty, NOW));
+    }
+
+    #[test]
+    fn one_delivery_of_the_next_slice_takes_a_leased_run_over() {
+        use RunStatus::*;
+        // The API took the slot for a queued run: the job runs it.
+        assert_eq!(while_leased(Queued, 0, 0), Takeover::Start);
+        // A continuation for the next slice claims it; a redelivery of the slice that holds the
+        // lease waits (its invocation may be alive); older messages are stale.
+        assert_eq!(while_leased(Running, 0, 1), Takeover::Claim);
+        assert_eq!(while_leased(Running, 4, 5), Takeover::Claim);
+        assert_eq!(while_leased(Running, 4, 4), Takeover::Busy);
+        assert_eq!(while_leased(Running, 0, 0), Takeover::Busy);
+        assert_eq!(while_leased(Running, 4, 2), Takeover::Stale);
+        assert_eq!(while_leased(Running, 4, 0), Takeover::Stale);
+        assert_eq!(while_leased(Running, 4, 7), Takeover::Stale);
+        assert_eq!(while_leased(Failed, 0, 1), Takeover::Stale);
+        assert_eq!(while_leased(Succeeded, 0, 0), Takeover::Stale);
     }
 
     fn customer(id: &str, created: i64) -> Value {

@@ -1,15 +1,19 @@
 //! Reading Stripe for one run: every object type listed over `created` ranges, or the Events API
-//! from the cursor. Pages are written as they arrive, through [`Writer`].
+//! from the cursor. Pages are written as they arrive, through [`Writer`]; a full listing saves
+//! each part's cursor after every page, so it can stop at a deadline and continue elsewhere.
 
 use futures::future::try_join_all;
 use futures::stream::{self, TryStreamExt};
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-use super::plan::{range_progress, sort_page};
+use super::plan::{range_progress, sort_page, unfinished_parts};
 use super::resolve::{self, Known};
 use super::writer::{Writer, WRITE_CONCURRENCY};
+use super::Recorder;
 use crate::projection::{route_event, CatalogItem, Change, Routed};
+use crate::store::syncs::PartCheckpoint;
 use crate::store::StoreError;
 use crate::stripe::client::{
     AccountCredential, StripeClient, StripeError, CUSTOMER_EXPAND, SUBSCRIPTION_EXPAND,
@@ -35,6 +39,9 @@ pub const LISTED: [(&str, &[(&str, &str)]); 7] = [
     ("/v1/invoices", &[]),
     ("/v1/charges", &[]),
 ];
+
+/// Objects per listed page: Stripe's largest.
+const PAGE_SIZE: u32 = 100;
 
 /// Pages buffered between a listing and its writer.
 const PAGE_BUFFER: usize = 2;
@@ -111,96 +118,176 @@ pub struct Reader<'a> {
     pub observed_at: i64,
 }
 
+/// How a full listing ended in this invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listed {
+    /// Every part is listed and written.
+    Done,
+    /// The slice's time ran out at a page boundary; every part's checkpoint is saved.
+    Paused,
+}
+
+/// `data` and `has_more` of a list page.
+fn page_data(page: Value) -> Result<(Vec<Value>, bool), StripeError> {
+    let has_more = page
+        .get("has_more")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    match page {
+        Value::Object(mut map) => match map.remove("data") {
+            Some(Value::Array(data)) => Ok((data, has_more)),
+            _ => Err(StripeError::BadResponse {
+                message: "a list page has no data array".into(),
+            }),
+        },
+        _ => Err(StripeError::BadResponse {
+            message: "a list page is not a JSON object".into(),
+        }),
+    }
+}
+
+/// The extra list parameters of `path` (see [`LISTED`]).
+fn listed_params(path: &str) -> Option<&'static [(&'static str, &'static str)]> {
+    LISTED.iter().find(|(p, _)| *p == path).map(|(_, q)| *q)
+}
+
 impl Reader<'_> {
-    /// Lists every object type over `ranges`, all at once; part `i` of type `t` reports its
-    /// progress as part `t * ranges.len() + i`. The first error stops every listing.
-    /// Coupons are listed first, so the discounts of every listed subscription resolve.
-    pub async fn list_everything(&self, ranges: &[(i64, i64)]) -> Result<(), ReadError> {
+    /// Lists every unfinished part of the tally from its checkpoint: coupons first, so the
+    /// discounts of every listed subscription resolve, then every other part at once. Each page
+    /// is written as it arrives and its part's checkpoint saved through `recorder` before the
+    /// next page is asked for; at `stop_at` every part stops at its page boundary. The first
+    /// error stops every listing.
+    pub async fn list_everything(
+        &self,
+        stop_at: Instant,
+        recorder: &Recorder<'_>,
+    ) -> Result<Listed, ReadError> {
         let known = Known::default();
-        let parts: Vec<_> = LISTED
-            .iter()
-            .flat_map(|(path, params)| ranges.iter().map(move |range| (*path, *params, *range)))
-            .enumerate()
-            .collect();
-        let (first, rest): (Vec<_>, Vec<_>) = parts
-            .into_iter()
-            .partition(|(_, (path, _, _))| *path == "/v1/coupons");
-        try_join_all(first.into_iter().map(|(index, (path, params, range))| {
-            self.list_part(path, params, range, index, &known)
-        }))
-        .await?;
-        try_join_all(rest.into_iter().map(|(index, (path, params, range))| {
-            self.list_part(path, params, range, index, &known)
-        }))
-        .await
-        .map(drop)
+        let parts = self.writer.tally.parts();
+        let (first, rest) = unfinished_parts(&parts);
+        for group in [first, rest] {
+            let ended = try_join_all(
+                group
+                    .into_iter()
+                    .filter_map(|i| parts.get(i).map(|p| (i, p)))
+                    .map(|(i, part)| self.list_part(i, part, &known, stop_at, recorder)),
+            )
+            .await?;
+            if ended.contains(&Listed::Paused) {
+                return Ok(Listed::Paused);
+            }
+        }
+        Ok(Listed::Done)
     }
 
     async fn list_part(
         &self,
-        path: &str,
-        params: &[(&str, &str)],
-        range: (i64, i64),
         index: usize,
+        part: &PartCheckpoint,
         known: &Known,
-    ) -> Result<(), ReadError> {
+        stop_at: Instant,
+        recorder: &Recorder<'_>,
+    ) -> Result<Listed, ReadError> {
+        let tally = &self.writer.tally;
+        let Some(params) = listed_params(&part.path) else {
+            tracing::warn!(path = %part.path, "checkpoint names a listing this version does not know; skipped");
+            tally.finish(index);
+            return Ok(Listed::Done);
+        };
         let mut query: Vec<(String, String)> = params
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        query.push(("created[gte]".into(), range.0.to_string()));
-        query.push(("created[lt]".into(), range.1.to_string()));
-        let (tx, mut rx) = mpsc::channel::<Vec<Value>>(PAGE_BUFFER);
-        let writer = self.writer;
-        let observed_at = self.observed_at;
-        let (client, cred) = (self.client, self.cred);
-        // Owns the receiver: if writing fails, the listing sees it dropped and stops.
-        let consume = async move {
-            while let Some(mut page) = rx.recv().await {
-                for object in page.iter_mut() {
-                    resolve::complete_items(client, cred, object)
-                        .await
-                        .map_err(ReadError::Stripe)?;
-                    resolve::learn_from_object(known, object, observed_at);
+        query.push(("created[gte]".into(), part.from.to_string()));
+        query.push(("created[lt]".into(), part.to.to_string()));
+        query.push(("limit".into(), PAGE_SIZE.to_string()));
+        let mut after = part.after.clone();
+        loop {
+            if Instant::now() >= stop_at {
+                return Ok(Listed::Paused);
+            }
+            let mut page_query = query.clone();
+            if let Some(id) = &after {
+                page_query.push(("starting_after".into(), id.clone()));
+            }
+            let page = match self.client.get(self.cred, &part.path, &page_query).await {
+                Ok(page) => page,
+                // Coupons only help resolve ids (which are otherwise fetched one by one): an
+                // account or stand-in without the listing does not fail the run.
+                Err(StripeError::NotFound { .. }) if part.path == "/v1/coupons" => {
+                    tracing::info!("coupons cannot be listed; discount ids resolve one by one");
+                    tally.finish(index);
+                    recorder.save().await?;
+                    return Ok(Listed::Done);
                 }
-                let mut work = sort_page(&page, observed_at);
-                for item in &work.catalog {
-                    known.learn(item);
+                Err(e) => return Err(e.into()),
+            };
+            let (data, has_more) = page_data(page)?;
+            let last_id = data
+                .last()
+                .and_then(|o| o.get("id"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            let oldest = self.write_listed(data, known).await?;
+            if !has_more {
+                tally.finish(index);
+                recorder.save().await?;
+                return Ok(Listed::Done);
+            }
+            match last_id {
+                Some(id) if after.as_deref() != Some(id.as_str()) => {
+                    let progress = oldest.map_or(0.0, |o| range_progress((part.from, part.to), o));
+                    tally.advance(index, &id, progress);
+                    // Saved before the next page is asked for: a crash from here on repeats at
+                    // most the page after this one.
+                    recorder.save().await?;
+                    after = Some(id);
                 }
-                for (_, changes) in work.customers.iter_mut() {
-                    for change in changes.iter_mut() {
-                        if resolve::has_unresolved(change) {
-                            resolve::resolve_from_stripe(known, client, cred, change, observed_at)
-                                .await
-                                .map_err(ReadError::Stripe)?;
-                        }
+                _ => {
+                    return Err(StripeError::BadResponse {
+                        message: format!(
+                            "a page of {} says has_more but gives no new cursor",
+                            part.path
+                        ),
                     }
+                    .into())
                 }
-                for item in known.take_learned() {
-                    writer.catalog(&item).await?;
-                }
-                writer.page(&work).await?;
-                if let Some(oldest) = work.oldest_created {
-                    writer.tally.set_part(index, range_progress(range, oldest));
-                }
-            }
-            Ok::<(), ReadError>(())
-        };
-        let (listed, written) =
-            tokio::join!(self.client.list_all(self.cred, path, &query, tx), consume);
-        written?;
-        match listed {
-            // Coupons only help resolve ids (which are otherwise fetched one by one): an
-            // account or stand-in without the listing does not fail the run.
-            Err(StripeError::NotFound { .. }) if path == "/v1/coupons" => {
-                tracing::info!("coupons cannot be listed; discount ids resolve one by one");
-            }
-            other => {
-                other?;
             }
         }
-        self.writer.tally.set_part(index, 1.0);
-        Ok(())
+    }
+
+    /// Completes, resolves and writes one listed page; the oldest `created` on it.
+    async fn write_listed(
+        &self,
+        mut page: Vec<Value>,
+        known: &Known,
+    ) -> Result<Option<i64>, ReadError> {
+        let (client, cred, observed_at) = (self.client, self.cred, self.observed_at);
+        for object in page.iter_mut() {
+            resolve::complete_items(client, cred, object)
+                .await
+                .map_err(ReadError::Stripe)?;
+            resolve::learn_from_object(known, object, observed_at);
+        }
+        let mut work = sort_page(&page, observed_at);
+        drop(page);
+        for item in &work.catalog {
+            known.learn(item);
+        }
+        for (_, changes) in work.customers.iter_mut() {
+            for change in changes.iter_mut() {
+                if resolve::has_unresolved(change) {
+                    resolve::resolve_from_stripe(known, client, cred, change, observed_at)
+                        .await
+                        .map_err(ReadError::Stripe)?;
+                }
+            }
+        }
+        for item in known.take_learned() {
+            self.writer.catalog(&item).await?;
+        }
+        self.writer.page(&work).await?;
+        Ok(work.oldest_created)
     }
 
     /// Applies every event created at or after `since`, as the projector would.

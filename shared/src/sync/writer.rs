@@ -2,7 +2,6 @@
 //! tally of what the run saw and changed.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -13,6 +12,7 @@ use tokio::sync::{Mutex as AsyncMutex, Semaphore};
 use super::plan::PageWork;
 use crate::projection::{CatalogItem, Change};
 use crate::store::syncs::Counts;
+use crate::store::syncs::PartCheckpoint;
 use crate::store::{Store, StoreError};
 
 /// Store writes in flight at once for one run.
@@ -30,11 +30,8 @@ pub struct Tally {
     /// Writes that changed stored state.
     pub changed: AtomicU64,
     pub skipped: AtomicU64,
-    parts: Mutex<Vec<f64>>,
-    /// Buffered runs: aggregates to write after the listing, and how many are written.
-    buffered: bool,
-    to_write: AtomicU64,
-    written: AtomicU64,
+    /// A full listing's parts and where each stands (its checkpoint).
+    parts: Mutex<Vec<PartCheckpoint>>,
     /// Customers the store refused for good (e.g. an item over DynamoDB's limit), with why:
     /// skipped, and the rest of the run goes on.
     rejected: Mutex<Vec<(String, String)>>,
@@ -44,19 +41,42 @@ pub struct Tally {
 const REJECTED_NAMED: usize = 5;
 
 impl Tally {
+    #[cfg(test)]
     pub fn with_parts(parts: usize) -> Self {
+        Self::resuming(vec![PartCheckpoint::default(); parts])
+    }
+
+    /// A listing of `parts`, each from its checkpoint.
+    pub fn resuming(parts: Vec<PartCheckpoint>) -> Self {
         Self {
-            parts: Mutex::new(vec![0.0; parts]),
+            parts: Mutex::new(parts),
             ..Self::default()
         }
     }
 
-    /// A run that lists everything first and writes each aggregate once afterwards: listing and
-    /// writing each count for half of the progress.
-    pub fn buffered(parts: usize) -> Self {
-        Self {
-            buffered: true,
-            ..Self::with_parts(parts)
+    /// Every part as it stands (what a checkpoint records).
+    pub fn parts(&self) -> Vec<PartCheckpoint> {
+        self.parts.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// A page of part `index` is fully written; the next one starts after `last_id`. Progress
+    /// never goes backwards.
+    pub fn advance(&self, index: usize, last_id: &str, progress: f64) {
+        if let Ok(mut parts) = self.parts.lock() {
+            if let Some(p) = parts.get_mut(index) {
+                p.after = Some(last_id.to_string());
+                p.progress = p.progress.max(progress);
+            }
+        }
+    }
+
+    /// Part `index` is listed and written to its end.
+    pub fn finish(&self, index: usize) {
+        if let Ok(mut parts) = self.parts.lock() {
+            if let Some(p) = parts.get_mut(index) {
+                p.done = true;
+                p.progress = 1.0;
+            }
         }
     }
 
@@ -105,39 +125,12 @@ impl Tally {
         self.counts.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
-    /// Records a listing part's progress; it never goes backwards.
-    pub fn set_part(&self, index: usize, progress: f64) {
-        if let Ok(mut parts) = self.parts.lock() {
-            if let Some(p) = parts.get_mut(index) {
-                *p = p.max(progress);
-            }
-        }
-    }
-
-    /// Mean progress over the parts (0.0 when there are none); for buffered runs, half listing
-    /// and half writing.
+    /// Mean progress over the parts (0.0 when there are none).
     pub fn progress(&self) -> f64 {
-        let listed = self
-            .parts
+        self.parts
             .lock()
-            .map(|parts| {
-                if parts.is_empty() {
-                    0.0
-                } else {
-                    parts.iter().sum::<f64>() / parts.len() as f64
-                }
-            })
-            .unwrap_or(0.0);
-        if !self.buffered {
-            return listed;
-        }
-        let total = self.to_write.load(Ordering::Relaxed);
-        let written = if total == 0 {
-            0.0
-        } else {
-            self.written.load(Ordering::Relaxed) as f64 / total as f64
-        };
-        0.5 * listed + 0.5 * written
+            .map(|parts| super::plan::listing_progress(&parts))
+            .unwrap_or(0.0)
     }
 }
 
@@ -147,8 +140,6 @@ pub struct Writer<'a> {
     workspace_id: &'a str,
     permits: Semaphore,
     stripes: Vec<AsyncMutex<()>>,
-    /// Buffered runs only: every listed change per aggregate, written once by [`Writer::flush`].
-    pending: Mutex<HashMap<String, Vec<Change>>>,
     pub tally: Tally,
 }
 
@@ -159,7 +150,6 @@ impl<'a> Writer<'a> {
             workspace_id,
             permits: Semaphore::new(WRITE_CONCURRENCY),
             stripes: (0..STRIPES).map(|_| AsyncMutex::new(())).collect(),
-            pending: Mutex::new(HashMap::new()),
             tally,
         }
     }
@@ -219,54 +209,21 @@ impl<'a> Writer<'a> {
         }
     }
 
-    /// Writes a sorted page: every customer aggregate and catalog item, concurrently. A
-    /// buffered run keeps the customer changes for [`Writer::flush`] instead.
+    /// Writes a sorted page as it arrives: every customer aggregate (one write each, with all
+    /// its changes on the page) and catalog item, concurrently. Nothing is kept past the page.
     pub async fn page(&self, work: &PageWork) -> Result<(), StoreError> {
         self.tally.add_counts(&work.counts);
         self.tally
             .skipped
             .fetch_add(work.skipped, Ordering::Relaxed);
-        if self.tally.buffered {
-            if let Ok(mut pending) = self.pending.lock() {
-                for (id, changes) in &work.customers {
-                    pending
-                        .entry(id.clone())
-                        .or_default()
-                        .extend(changes.iter().cloned());
-                }
-            }
-        } else {
-            stream::iter(work.customers.iter().map(Ok::<_, StoreError>))
-                .try_for_each_concurrent(WRITE_CONCURRENCY, |(id, changes)| async move {
-                    self.customer(id, changes, None).await.map(drop)
-                })
-                .await?;
-        }
+        stream::iter(work.customers.iter().map(Ok::<_, StoreError>))
+            .try_for_each_concurrent(WRITE_CONCURRENCY, |(id, changes)| async move {
+                self.customer(id, changes, None).await.map(drop)
+            })
+            .await?;
         stream::iter(work.catalog.iter().map(Ok::<_, StoreError>))
             .try_for_each_concurrent(WRITE_CONCURRENCY, |item| async move {
                 self.catalog(item).await.map(drop)
-            })
-            .await
-    }
-}
-
-impl Writer<'_> {
-    /// Writes every buffered aggregate once, with all its listed objects: one read and one
-    /// write per customer instead of one per object.
-    pub async fn flush(&self) -> Result<(), StoreError> {
-        let pending: Vec<(String, Vec<Change>)> = self
-            .pending
-            .lock()
-            .map(|mut p| p.drain().collect())
-            .unwrap_or_default();
-        self.tally
-            .to_write
-            .store(pending.len() as u64, Ordering::Relaxed);
-        stream::iter(pending.iter().map(Ok::<_, StoreError>))
-            .try_for_each_concurrent(WRITE_CONCURRENCY, |(id, changes)| async move {
-                self.customer(id, changes, None).await?;
-                self.tally.written.fetch_add(1, Ordering::Relaxed);
-                Ok(())
             })
             .await
     }
@@ -280,22 +237,23 @@ mod tests {
     fn progress_is_the_mean_of_parts_and_never_goes_back() {
         let tally = Tally::with_parts(4);
         assert_eq!(tally.progress(), 0.0);
-        tally.set_part(0, 1.0);
-        tally.set_part(1, 0.5);
-        tally.set_part(1, 0.2);
-        tally.set_part(9, 1.0);
+        tally.finish(0);
+        tally.advance(1, "cus_b", 0.5);
+        tally.advance(1, "cus_c", 0.2);
+        tally.finish(9);
         assert_eq!(tally.progress(), 0.375);
         assert_eq!(Tally::default().progress(), 0.0);
     }
 
     #[test]
-    fn buffered_runs_count_listing_and_writing_as_halves() {
-        let tally = Tally::buffered(2);
-        tally.set_part(0, 1.0);
-        tally.set_part(1, 1.0);
-        assert_eq!(tally.progress(), 0.5);
-        tally.to_write.store(4, Ordering::Relaxed);
-        tally.written.store(2, Ordering::Relaxed);
+    fn parts_keep_their_cursor_and_count_as_done_when_finished() {
+        let tally = Tally::with_parts(2);
+        tally.advance(0, "cus_9", 0.5);
+        tally.finish(1);
+        let parts = tally.parts();
+        assert_eq!(parts[0].after.as_deref(), Some("cus_9"));
+        assert!(!parts[0].done);
+        assert!(parts[1].done);
         assert_eq!(tally.progress(), 0.75);
     }
 
