@@ -169,8 +169,8 @@ pub enum BackendError {
 impl From<BackendError> for ApiError {
     fn from(e: BackendError) -> Self {
         match e {
-            BackendError::Store(StoreError::Rejected(detail)) => {
-                tracing::warn!(error = %detail, "the store refused the request");
+            BackendError::Store(e @ (StoreError::Rejected(_) | StoreError::Invalid(_))) => {
+                tracing::warn!(error = %e, "the store refused the request");
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "invalid_request",

@@ -19,7 +19,17 @@ pub type Item = HashMap<String, AttributeValue>;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
-    /// DynamoDB refused or failed (throttling, network, service): retry, never acknowledge.
+    /// DynamoDB failed (throttling, network, service): retry, never acknowledge. The SDK's error
+    /// is kept as the source.
+    #[error("the store is unavailable: {}", aws_sdk_dynamodb::error::DisplayErrorContext(.0.as_ref()))]
+    Dynamo(#[source] Box<aws_sdk_dynamodb::Error>),
+    /// DynamoDB refused the request itself (`ValidationException`: a key over its size limit, an
+    /// empty key, an item over the size limit): as [`StoreError::Rejected`], with the SDK's error
+    /// as the source.
+    #[error("the store rejected the request: {}", aws_sdk_dynamodb::error::DisplayErrorContext(.0.as_ref()))]
+    Invalid(#[source] Box<aws_sdk_dynamodb::Error>),
+    /// The store gave up for a reason of its own (e.g. reads that kept coming back
+    /// unprocessed): retry, never acknowledge.
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
     /// A stored item could not be decoded.
@@ -28,9 +38,9 @@ pub enum StoreError {
     /// A conditional write lost a race too many times.
     #[error("too much contention on {0}")]
     Contention(String),
-    /// DynamoDB refused the request itself for a reason no retry can fix (`ValidationException`:
-    /// a key over its size limit, an empty key, an item over the size limit): the caller's to
-    /// fix (400 in the API), the message dead-lettered at once, the customer skipped by a sync.
+    /// A request no retry can fix, refused before it was sent (an item over DynamoDB's size
+    /// limit): the caller's to fix (400 in the API), the message dead-lettered at once, the
+    /// customer skipped by a sync.
     #[error("the store rejected the request: {0}")]
     Rejected(String),
 }
@@ -41,28 +51,35 @@ pub const MAX_ITEM_BYTES: usize = 400 * 1024;
 impl StoreError {
     pub(crate) fn sdk<E, R>(e: aws_sdk_dynamodb::error::SdkError<E, R>) -> Self
     where
-        E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + 'static,
-        R: std::fmt::Debug,
+        E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+        aws_sdk_dynamodb::Error: From<aws_sdk_dynamodb::error::SdkError<E, R>>,
     {
-        let code = e
+        let invalid = e
             .as_service_error()
             .and_then(|s| s.code())
-            .map(str::to_string);
-        let text = aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string();
-        match code.as_deref() {
-            Some("ValidationException") => StoreError::Rejected(text),
-            _ => StoreError::Unavailable(text),
+            .is_some_and(|code| code == "ValidationException");
+        let source = Box::new(aws_sdk_dynamodb::Error::from(e));
+        if invalid {
+            StoreError::Invalid(source)
+        } else {
+            StoreError::Dynamo(source)
         }
     }
 
     /// Whether retrying the same request may succeed (throttling, outages, races).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_) | StoreError::Contention(_))
+        matches!(
+            self,
+            StoreError::Dynamo(_) | StoreError::Unavailable(_) | StoreError::Contention(_)
+        )
     }
 
     /// Whether retrying can never help.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, StoreError::Rejected(_) | StoreError::Corrupt(_))
+        matches!(
+            self,
+            StoreError::Invalid(_) | StoreError::Rejected(_) | StoreError::Corrupt(_)
+        )
     }
 }
 
