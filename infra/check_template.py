@@ -66,7 +66,7 @@ SECRET_PATTERNS = [
 SECRET_ENV_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|PRIVATE|SIGNING|API_KEY", re.I)
 
 # The secrets (by the variable naming them, shared/src/config.rs) each function binary reads at
-# cold start; tests/tests/secrets.rs starts each function with only these present.
+# cold start; tests/tests/it/secrets.rs starts each function with only these present.
 SECRETS_READ_BY = {
     "webhook": {"WEBHOOK_SECRETS_ARN"},
     "oauth": {"PLATFORM_KEY_SECRET_ARN", "STATE_KEY_SECRET_ARN"},

@@ -94,7 +94,7 @@ if [ "$deploy" = 1 ] && [ ! -x "$VENV/bin/cargo-lambda" ]; then
   install_reqs "$INFRA/requirements-deploy.txt"
 fi
 
-# Headless Chromium and its WebDriver, for the dashboard's browser tests (tests/tests/browser.rs), from
+# Headless Chromium and its WebDriver, for the dashboard's browser tests (tests/tests/it/browser.rs), from
 # Debian's packages. Quiet when both are there; needs root (or an existing install) otherwise.
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

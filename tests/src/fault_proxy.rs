@@ -371,10 +371,7 @@ impl ProxiedStack {
 
     /// [`ProxiedStack::start`] with another seeded stand-in.
     pub async fn start_with(stub_config: StubConfig) -> anyhow::Result<ProxiedStack> {
-        if std::env::var("TEST_LOG").is_ok() {
-            std::env::set_var("LOG_FORMAT", "pretty");
-            shared::telemetry::init();
-        }
+        crate::show_logs_if_asked();
         let mut parts = LocalParts::start(crate::local_settings(), stub_config).await?;
         // The functions reach AWS through the proxy; this test's own clients go to moto directly.
         let proxy = FaultProxy::start(&parts.moto.endpoint).await?;

@@ -223,6 +223,15 @@ pub fn two_account_stub() -> StubConfig {
     config
 }
 
+/// `TEST_LOG=1` shows the functions' logs (pretty) when debugging a test; every stack starter
+/// calls this first.
+pub fn show_logs_if_asked() {
+    if std::env::var("TEST_LOG").is_ok() {
+        std::env::set_var("LOG_FORMAT", "pretty");
+        shared::telemetry::init();
+    }
+}
+
 impl TestStack {
     pub async fn start() -> anyhow::Result<TestStack> {
         Self::start_with(small_stub()).await
@@ -237,11 +246,7 @@ impl TestStack {
         settings: LocalSettings<'_>,
         stub_config: StubConfig,
     ) -> anyhow::Result<TestStack> {
-        // TEST_LOG=1 shows the functions' logs (pretty) when debugging a test.
-        if std::env::var("TEST_LOG").is_ok() {
-            std::env::set_var("LOG_FORMAT", "pretty");
-            shared::telemetry::init();
-        }
+        show_logs_if_asked();
         let LocalParts {
             moto,
             stub,
