@@ -82,8 +82,8 @@ impl Store {
 /// Ok(true) when the conditional write went through, Ok(false) when its condition failed.
 fn conditional<E, R>(result: Result<(), SdkError<E, R>>) -> Result<bool, StoreError>
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: ProvideErrorMetadata,
+    aws_sdk_dynamodb::Error: From<SdkError<E, R>>,
 {
     match result {
         Ok(()) => Ok(true),
