@@ -253,7 +253,7 @@ pub async fn project(app: &Projector, message: QueuedEvent) -> Result<Outcome, P
         return Ok(Outcome::Skipped);
     };
     // Account-level events (deauthorization, account.updated) concern the account in both modes.
-    let account_level = message.event_type.starts_with("account.");
+    let account_level = shared::stripe::kinds::is_account_event(&message.event_type);
     if conn.livemode != message.livemode && !account_level {
         let updated = app
             .store

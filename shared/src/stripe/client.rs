@@ -30,7 +30,7 @@ use crate::secrets::Secret;
 
 pub use super::error::StripeError;
 pub use super::oauth::OAuthGrant;
-pub use super::pagination::{ListSummary, MAX_PARALLEL_PARTS, PAGE_LIMIT};
+pub use super::pagination::{ListSummary, PAGE_LIMIT};
 pub use super::retry::RetryPolicy;
 
 /// The API version every request is pinned to (`Stripe-Version`), so what we read ourselves has

@@ -1,4 +1,5 @@
-//! Listing: every page of a list endpoint, in order or as concurrent `created` ranges.
+//! Listing: every page of a list endpoint, in order. (A full listing's concurrent `created` ranges
+//! and their checkpoints are the sync's: `sync::plan` and `sync::read`.)
 
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -8,9 +9,6 @@ use super::error::StripeError;
 
 /// Page size for every listing (Stripe's maximum).
 pub const PAGE_LIMIT: u32 = 100;
-
-/// More concurrent ranges than this only queue behind the rate limiter.
-pub const MAX_PARALLEL_PARTS: usize = 32;
 
 /// What a listing did: objects delivered and HTTP requests spent (retries included).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -52,46 +50,6 @@ impl StripeClient {
     ) -> Result<ListSummary, StripeError> {
         self.paginate(cred, path, params, &mut Sink::Channel(&pages))
             .await
-    }
-
-    /// Lists `[created_from, created_to)` as `parts` disjoint `created[gte]`/`created[lt]` ranges
-    /// concurrently, so a backfill is bounded by the rate limit rather than by latency.
-    ///
-    /// `parts` is capped at [`MAX_PARALLEL_PARTS`] and at the number of seconds in the range.
-    /// Objects created at or after `created_to` are not listed: pass now + 1 for "everything".
-    /// Pages from all parts go to one channel, interleaved. `created` filters in `params` are
-    /// replaced. The first error stops every part.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn list_parallel(
-        &self,
-        cred: &AccountCredential,
-        path: &str,
-        params: &[(String, String)],
-        created_from: i64,
-        created_to: i64,
-        parts: usize,
-        pages: mpsc::Sender<Vec<Value>>,
-    ) -> Result<ListSummary, StripeError> {
-        let base: Vec<(String, String)> = params
-            .iter()
-            .filter(|(k, _)| !k.starts_with("created"))
-            .cloned()
-            .collect();
-        let ranges = split_range(created_from, created_to, parts.min(MAX_PARALLEL_PARTS));
-        let listings = ranges.into_iter().map(|(gte, lt)| {
-            let mut query = base.clone();
-            query.push(("created[gte]".into(), gte.to_string()));
-            query.push(("created[lt]".into(), lt.to_string()));
-            let pages = &pages;
-            async move {
-                self.paginate(cred, path, &query, &mut Sink::Channel(pages))
-                    .await
-            }
-        });
-        let summaries = futures::future::try_join_all(listings).await?;
-        Ok(summaries
-            .into_iter()
-            .fold(ListSummary::default(), |a, b| a + b))
     }
 
     pub(crate) async fn paginate(
@@ -169,27 +127,11 @@ fn list_page(page: Value) -> Result<(Vec<Value>, bool), StripeError> {
     }
 }
 
-/// `[from, to)` cut into at most `parts` contiguous, non-empty ranges.
-fn split_range(from: i64, to: i64, parts: usize) -> Vec<(i64, i64)> {
-    if to <= from {
-        return Vec::new();
-    }
-    let span = i128::from(to) - i128::from(from);
-    let parts = i128::try_from(parts.max(1)).unwrap_or(1).min(span);
-    let bound =
-        |i: i128| -> i64 { i64::try_from(i128::from(from) + span * i / parts).unwrap_or(to) };
-    (0..parts)
-        .map(|i| (bound(i), bound(i + 1)))
-        .filter(|(a, b)| a < b)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::stripe::testkit::*;
     use serde_json::json;
-    use std::collections::HashSet;
 
     #[tokio::test]
     async fn list_all_follows_has_more_across_250_objects() {
@@ -222,44 +164,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn list_parallel_yields_exactly_the_union_without_duplicates() {
-        let (client, list) = list_server(250).await;
-        let cred = cred();
-        // Ranges cut at T0+500k land exactly on objects' `created`: each belongs to one range.
-        for parts in [1, 5, 7, 1000] {
-            list.seen.lock().unwrap().clear();
-            let (tx, rx) = mpsc::channel(4);
-            let (summary, ids) = tokio::join!(
-                client.list_parallel(&cred, "/v1/customers", &[], T0, T0 + 2500, parts, tx),
-                collect(rx)
-            );
-            let summary = summary.unwrap();
-            assert_eq!(summary.objects, 250, "parts={parts}");
-            let unique: HashSet<&String> = ids.iter().collect();
-            assert_eq!((ids.len(), unique.len()), (250, 250), "parts={parts}");
-            assert_eq!(summary.requests, list.seen.lock().unwrap().len() as u64);
-        }
-        // An object created exactly at `created_to` is excluded; an empty range lists nothing.
-        let (tx, rx) = mpsc::channel(4);
-        let (summary, ids) = tokio::join!(
-            client.list_parallel(&cred, "/v1/customers", &[], T0, T0 + 10, 3, tx),
-            collect(rx)
-        );
-        assert_eq!(
-            (summary.unwrap().objects, ids),
-            (1, vec!["cus_0000".to_owned()])
-        );
-        let (tx, _rx) = mpsc::channel(1);
-        assert_eq!(
-            client
-                .list_parallel(&cred, "/v1/customers", &[], T0, T0, 4, tx)
-                .await
-                .unwrap(),
-            ListSummary::default()
-        );
-    }
-
-    #[tokio::test]
     async fn dropping_the_receiver_cancels_the_listing() {
         let (client, _) = list_server(250).await;
         let (tx, rx) = mpsc::channel(1);
@@ -288,16 +192,5 @@ mod tests {
             "bad_response"
         );
         assert_eq!(rec.seen().len(), 1);
-    }
-
-    #[test]
-    fn ranges_cover_the_interval_exactly() {
-        assert_eq!(split_range(0, 10, 3), vec![(0, 3), (3, 6), (6, 10)]);
-        assert_eq!(split_range(5, 7, 10), vec![(5, 6), (6, 7)]);
-        assert_eq!(split_range(5, 5, 3), vec![]);
-        assert_eq!(split_range(0, 10, 0), vec![(0, 10)]);
-        let wide = split_range(i64::MIN, i64::MAX, 4);
-        assert_eq!((wide[0].0, wide[3].1), (i64::MIN, i64::MAX));
-        assert!(wide.windows(2).all(|w| w[0].1 == w[1].0));
     }
 }
