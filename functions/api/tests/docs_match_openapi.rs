@@ -311,19 +311,7 @@ fn routes_of(function: &str) -> BTreeSet<(String, String)> {
     let mut routes = documented_routes_of(function, &source);
     for (at, call) in source.match_indices(".route(\"") {
         let args = &source[at + call.len()..];
-        let mut depth = 1;
-        let end = args
-            .char_indices()
-            .find_map(|(i, c)| {
-                match c {
-                    '(' => depth += 1,
-                    ')' => depth -= 1,
-                    _ => {}
-                }
-                (depth == 0).then_some(i)
-            })
-            .unwrap_or(args.len());
-        let Some((path, router)) = args[..end].split_once("\",") else {
+        let Some((path, router)) = balanced(args).split_once("\",") else {
             continue;
         };
         for method in METHODS {
