@@ -436,6 +436,22 @@ impl TestStack {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0))
     }
+
+    /// Sets the event queue's visibility timeout, so failed messages come back in seconds
+    /// (as [`fault_proxy::ProxiedStack::set_event_visibility`]).
+    pub async fn set_event_visibility(&self, secs: u32) -> anyhow::Result<()> {
+        self.aws
+            .sqs
+            .set_queue_attributes()
+            .queue_url(&self.env["EVENT_QUEUE_URL"])
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+                secs.to_string(),
+            )
+            .send()
+            .await?;
+        Ok(())
+    }
 }
 
 /// Polls `probe` until it yields a value or `timeout` passes.

@@ -506,18 +506,7 @@ async fn a_projector_killed_mid_batch_leaves_each_event_applied_once() {
 async fn a_sustained_load_with_duplicates_is_reflected_exactly_once() {
     let stack = TestStack::start().await.unwrap();
     stack.connect_and_backfill("ws_load").await.unwrap();
-    stack
-        .aws
-        .sqs
-        .set_queue_attributes()
-        .queue_url(&stack.env["EVENT_QUEUE_URL"])
-        .attributes(
-            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
-            "2",
-        )
-        .send()
-        .await
-        .unwrap();
+    stack.set_event_visibility(2).await.unwrap();
     let before = revenue(&stack.http, &stack.base_url, "ws_load")
         .await
         .unwrap();

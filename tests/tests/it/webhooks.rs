@@ -237,18 +237,7 @@ async fn a_poison_message_lands_in_the_dlq_and_does_not_block_its_batch() {
     let stack = TestStack::start().await.unwrap();
     stack.connect_and_backfill("ws_p").await.unwrap();
     // Short visibility so the redrive limit (5 receives) is reached in seconds.
-    stack
-        .aws
-        .sqs
-        .set_queue_attributes()
-        .queue_url(&stack.env["EVENT_QUEUE_URL"])
-        .attributes(
-            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
-            "1",
-        )
-        .send()
-        .await
-        .unwrap();
+    stack.set_event_visibility(1).await.unwrap();
     let queue = &stack.env["EVENT_QUEUE_URL"];
     stack
         .aws
