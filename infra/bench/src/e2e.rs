@@ -508,14 +508,21 @@ pub fn requests_section(load: &LoadStats, routes: &[RouteStats]) -> Section {
             "{reads:.2} reads, {writes:.2} writes ({})",
             r.dynamo.ops_line()
         );
+        // A panel by email reads the connection alongside the email index's keys, then the
+        // customer items they point at (the indexes hold keys only, so that events do not
+        // rewrite them): three requests in two round trips. Every other read is one request.
+        let (goal, most) = match r.name {
+            "panel by email" => ("3 reads, 2 round trips", 3.0),
+            _ => ("1 read", 1.0),
+        };
         if r.name.starts_with("list") {
             s.info(format!("per GET: {}", r.name), line);
         } else {
             s.row(
                 format!("per GET: {}", r.name),
-                "1 read",
+                goal,
                 line,
-                Verdict::of((reads - 1.0).abs() < 1e-9 && writes == 0.0),
+                Verdict::of(reads <= most + 1e-9 && writes == 0.0),
             );
         }
     }
@@ -528,6 +535,6 @@ pub fn requests_section(load: &LoadStats, routes: &[RouteStats]) -> Section {
         load.deliveries,
         load.deliveries - load.unique
     ));
-    s.note("Measured as is: the panel and list routes also read the connection (GetItem, for `stale`), concurrently with the panel read, so a panel costs two requests but one round trip.");
+    s.note("Measured as is: a panel by id is one BatchGetItem (the customer item and the connection, for `stale`); the email and list routes read the connection (GetItem) concurrently with the index Query, then the items the index points at (BatchGetItem).");
     s
 }

@@ -69,7 +69,11 @@ pub fn value_size(v: &Value) -> usize {
     match (kind.as_str(), inner) {
         ("S", Value::String(s)) => s.len(),
         ("N", Value::String(n)) => number_size(n),
-        ("B", Value::String(b)) => b.len() * 3 / 4,
+        // Binary travels base64-encoded: 3 bytes per 4 characters, less the padding.
+        ("B", Value::String(b)) => {
+            let padding = b.bytes().rev().take_while(|&c| c == b'=').count();
+            (b.len() * 3 / 4).saturating_sub(padding)
+        }
         ("BOOL" | "NULL", _) => 1,
         ("M", Value::Object(m)) => {
             3 + m
@@ -501,6 +505,10 @@ mod tests {
 
     #[test]
     fn sizes_follow_dynamodb_rules() {
+        // "AQID" is 3 bytes, "AQIDBA==" 4, "AQIDBAU=" 5.
+        for (encoded, bytes) in [("AQID", 3), ("AQIDBA==", 4), ("AQIDBAU=", 5)] {
+            assert_eq!(value_size(&json!({ "B": encoded })), bytes);
+        }
         let item = attrs(json!({"pk": {"S": "WS#a"}, "n": {"N": "12345"}, "b": {"BOOL": true}}));
         // "pk"+4, "n"+3+1, "b"+1
         assert_eq!(item_size(&item), 2 + 4 + 1 + 4 + 1 + 1);

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::stamp::Stamp;
 use super::{mrr, Change};
-use crate::stripe::kinds::{ChargeStatus, SubscriptionStatus};
+use crate::stripe::kinds::{ChargeStatus, InvoiceStatus, SubscriptionStatus};
 
 /// Invoices kept per customer: the newest by `(created, id)`.
 pub const MAX_INVOICES: usize = 5;
@@ -470,7 +470,40 @@ impl CustomerAggregate {
                 None => break,
             }
         }
+        self.drop_superseded_invoice_urls();
         self.invoices.get(&v.id).is_some_and(|i| i.stamp == v.stamp)
+    }
+
+    /// Keeps `hosted_invoice_url` only on invoices not older than the newest finalized one.
+    /// The panel shows the newest invoice that is not a deleted draft, which is never older than
+    /// the newest finalized invoice (a finalized invoice is never deleted and never becomes a
+    /// draft again), so an older invoice's URL is never shown again; it is the largest part of
+    /// the stored aggregate (a Stripe invoice URL is ~180 characters that do not compress).
+    /// The newest finalized invoice only moves forward, so the result does not depend on the
+    /// order versions arrive in.
+    fn drop_superseded_invoice_urls(&mut self) {
+        let newest_final = self
+            .invoices
+            .values()
+            .filter(|i| {
+                !i.deleted
+                    && matches!(
+                        InvoiceStatus::from(i.status.as_str()),
+                        InvoiceStatus::Open
+                            | InvoiceStatus::Paid
+                            | InvoiceStatus::Uncollectible
+                            | InvoiceStatus::Void
+                    )
+            })
+            .map(|i| (i.created, i.id.clone()))
+            .max();
+        if let Some(newest) = newest_final {
+            for invoice in self.invoices.values_mut() {
+                if (invoice.created, &invoice.id) < (newest.0, &newest.1) {
+                    invoice.hosted_invoice_url = None;
+                }
+            }
+        }
     }
 
     /// Newest stamp time over every stored object: "last active", and when the panel was synced.
@@ -512,5 +545,77 @@ impl CustomerAggregate {
             .or_else(|| self.invoices.values().find_map(|i| i.livemode))
             .or_else(|| self.charge_summary.livemode.as_ref().map(|(_, l)| *l))
             .unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::projection::testkit::{customer, fold, invoice};
+
+    fn url_of(agg: &super::CustomerAggregate, id: &str) -> Option<String> {
+        agg.invoices[id].hosted_invoice_url.clone()
+    }
+
+    #[test]
+    fn only_invoices_from_the_newest_finalized_one_on_keep_their_url() {
+        let agg = fold(&[
+            (
+                "customer.created",
+                50,
+                customer("cus_1", "a@example.com", 50, false),
+            ),
+            (
+                "invoice.paid",
+                100,
+                invoice("in_a", "cus_1", "paid", 1, 100, 500),
+            ),
+            (
+                "invoice.paid",
+                200,
+                invoice("in_b", "cus_1", "paid", 1, 200, 500),
+            ),
+            (
+                "invoice.created",
+                300,
+                invoice("in_c", "cus_1", "draft", 0, 300, 500),
+            ),
+        ]);
+        assert_eq!(url_of(&agg, "in_a"), None);
+        assert!(url_of(&agg, "in_b").is_some());
+        assert!(url_of(&agg, "in_c").is_some());
+        let last = agg.panel_customer().unwrap().last_invoice.unwrap();
+        assert_eq!(last.id, "in_c");
+    }
+
+    #[test]
+    fn a_deleted_draft_leaves_the_invoice_before_it_with_its_url() {
+        let agg = fold(&[
+            (
+                "customer.created",
+                50,
+                customer("cus_1", "a@example.com", 50, false),
+            ),
+            (
+                "invoice.deleted",
+                310,
+                invoice("in_c", "cus_1", "draft", 0, 300, 500),
+            ),
+            (
+                "invoice.paid",
+                200,
+                invoice("in_b", "cus_1", "paid", 1, 200, 500),
+            ),
+            (
+                "invoice.created",
+                300,
+                invoice("in_c", "cus_1", "draft", 0, 300, 500),
+            ),
+        ]);
+        let last = agg.panel_customer().unwrap().last_invoice.unwrap();
+        assert_eq!(last.id, "in_b");
+        assert_eq!(
+            last.hosted_invoice_url.as_deref(),
+            Some("https://invoice.stripe.com/i/in_b")
+        );
     }
 }

@@ -21,7 +21,7 @@ mod props;
 #[cfg(test)]
 mod scenarios;
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
 
 pub use aggregate::{
     ChargeState, ChargeSummary, CouponTerms, CustomerAggregate, CustomerState, HistoryPoint,

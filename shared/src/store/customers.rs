@@ -1,20 +1,25 @@
-//! Customer aggregates: one item per Stripe customer holding the aggregate, its precomputed panel
-//! and its index keys. A change is read → applied in memory → written back guarded by the item's
-//! version (optimistic concurrency): one conditional put, or one transaction together with the
-//! charge items and metric deltas it causes, so every delta is counted exactly once.
+//! Customer aggregates: one item per Stripe customer holding the aggregate (deflated,
+//! [`packed`](super::packed)) and its index keys; the panel is derived from it at read. A change
+//! is read → applied in memory → written back guarded by the item's version (optimistic
+//! concurrency): one conditional put, or one transaction together with the charge items and
+//! metric deltas it causes, so every delta is counted exactly once.
+//!
+//! The item carries, besides the aggregate, only what keys, indexes and filters need (`status`,
+//! `mrr`, `deleted`, `livemode`, `customer_id`), and none of it changes on a rename, an invoice or
+//! a charge, so those events leave both global secondary indexes untouched. The indexes are read
+//! for keys only; the panels come from the items themselves (one BatchGetItem).
 
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 
 use super::connections::ConnectionStatus;
 use super::{
-    cancellation_reasons, check_size, get_bool, get_n, get_s, is_condition_failure, keys, n, s,
+    cancellation_reasons, check_size, get_n, get_s, is_condition_failure, key, keys, n, packed, s,
     Item, Store, StoreError,
 };
 use crate::projection::{
-    diff, CatalogItem, Change, ChargeState, CustomerAggregate, MetricDelta, MetricKey,
-    PanelCustomer, StoredPanel,
+    diff, CatalogItem, Change, ChargeState, CustomerAggregate, MetricDelta, MetricKey, StoredPanel,
 };
 
 /// DynamoDB allows 100 items per transaction: the aggregate, changed charges and the metric
@@ -25,8 +30,8 @@ const MAX_TRANSACTION_ITEMS: usize = 100;
 const CHANGES_PER_WRITE: usize = 24;
 const MAX_ATTEMPTS: usize = 12;
 
-/// Attributes a panel read needs (never the whole aggregate).
-const PANEL_ATTRS: &str = "customer_id, panel, livemode, last_active, deleted, synced_at";
+/// Attributes a panel read needs: the panel is derived from the aggregate.
+const PANEL_ATTRS: &str = "customer_id, agg";
 
 /// Filters of the customer list for routing rules.
 #[derive(Debug, Clone, Default)]
@@ -84,22 +89,16 @@ fn customer_item(
     let mut item = Item::new();
     item.insert("pk".into(), s(keys::ws(ws)));
     item.insert("sk".into(), s(keys::customer(aggregate_id)));
-    item.insert(
-        "agg".into(),
-        s(serde_json::to_string(agg).map_err(|e| StoreError::Corrupt(e.to_string()))?),
-    );
+    item.insert("agg".into(), packed::pack(agg)?);
     item.insert("version".into(), n(version));
     item.insert("customer_id".into(), s(aggregate_id));
     item.insert("deleted".into(), AttributeValue::Bool(agg.is_deleted()));
     item.insert("livemode".into(), AttributeValue::Bool(agg.livemode()));
-    item.insert("last_active".into(), n(agg.last_active()));
-    item.insert("synced_at".into(), n(agg.synced_at()));
+    // No panel, `last_active` or `synced_at`: they change with nearly every event, and the
+    // indexes of tables created by earlier versions project them (an index entry is rewritten
+    // whenever a projected attribute changes). The panel is derived from `agg` at read.
     let panel = agg.panel_customer();
     if let Some(panel) = &panel {
-        item.insert(
-            "panel".into(),
-            s(serde_json::to_string(panel).map_err(|e| StoreError::Corrupt(e.to_string()))?),
-        );
         item.insert("status".into(), s(&panel.payment_status));
         item.insert("mrr".into(), n(panel.mrr.amount));
         if !agg.is_deleted() {
@@ -138,20 +137,23 @@ fn charge_item(ws: &str, aggregate_id: &str, charge: &ChargeState) -> Result<Ite
     Ok(item)
 }
 
+/// A customer item's panel, derived from its aggregate.
 fn stored_panel(item: &Item) -> Result<StoredPanel, StoreError> {
-    let customer: Option<PanelCustomer> = match get_s(item, "panel") {
-        Some(raw) => Some(
-            serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(format!("panel: {e}")))?,
-        ),
-        None => None,
+    let agg = match item.get("agg") {
+        Some(value) => packed::unpack(value)?,
+        None => {
+            return Err(StoreError::Corrupt(
+                "customer item without aggregate".into(),
+            ))
+        }
     };
     Ok(StoredPanel {
         customer_id: get_s(item, "customer_id").unwrap_or_default().to_string(),
-        livemode: get_bool(item, "livemode").unwrap_or(false),
-        last_active: get_n(item, "last_active").unwrap_or(0),
-        deleted: get_bool(item, "deleted").unwrap_or(false),
-        customer,
-        synced_at: get_n(item, "synced_at").unwrap_or(0),
+        livemode: agg.livemode(),
+        last_active: agg.last_active(),
+        deleted: agg.is_deleted(),
+        customer: agg.panel_customer(),
+        synced_at: agg.synced_at(),
     })
 }
 
@@ -206,8 +208,10 @@ impl Store {
         match out.item {
             None => Ok((CustomerAggregate::default(), 0)),
             Some(item) => {
-                let agg = serde_json::from_str(get_s(&item, "agg").unwrap_or("{}"))
-                    .map_err(|e| StoreError::Corrupt(format!("aggregate: {e}")))?;
+                let agg = match item.get("agg") {
+                    Some(value) => packed::unpack(value)?,
+                    None => CustomerAggregate::default(),
+                };
                 Ok((agg, get_n(&item, "version").unwrap_or(0)))
             }
         }
@@ -257,59 +261,20 @@ impl Store {
             }
             return Ok(out);
         }
-        for chunk in ids.chunks(100) {
-            let mut request = KeysAndAttributes::builder().consistent_read(true);
-            for id in chunk {
-                request = request.keys(
-                    [
-                        ("pk".to_string(), s(keys::ws(ws))),
-                        ("sk".to_string(), s(keys::charge(aggregate_id, id))),
-                    ]
-                    .into_iter()
-                    .collect(),
-                );
-            }
-            let mut request = request
-                .projection_expression("#d, #st")
-                .expression_attribute_names("#d", "data")
-                .expression_attribute_names("#st", "stamp")
-                .build()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let mut attempt = 0;
-            loop {
-                let got = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request.clone())
-                    .send()
-                    .await
-                    .map_err(StoreError::sdk)?;
-                for item in got
-                    .responses()
-                    .and_then(|r| r.get(&self.table))
-                    .into_iter()
-                    .flatten()
-                {
-                    let charge: ChargeState =
-                        serde_json::from_str(get_s(item, "data").unwrap_or(""))
-                            .map_err(|e| StoreError::Corrupt(format!("charge: {e}")))?;
-                    out.push((charge, get_s(item, "stamp").unwrap_or_default().to_string()));
-                }
-                match got.unprocessed_keys().and_then(|u| u.get(&self.table)) {
-                    Some(rest) if !rest.keys().is_empty() => {
-                        attempt += 1;
-                        if attempt > 8 {
-                            return Err(StoreError::Unavailable(
-                                "charge reads kept coming back unprocessed".into(),
-                            ));
-                        }
-                        request = rest.clone();
-                        tokio::time::sleep(std::time::Duration::from_millis(25 << attempt.min(5)))
-                            .await;
-                    }
-                    _ => break,
-                }
-            }
+        let keys = ids
+            .iter()
+            .map(|id| key(keys::ws(ws), keys::charge(aggregate_id, id)))
+            .collect();
+        for item in self
+            .batch_get(keys, "#d, #st", &[("#d", "data"), ("#st", "stamp")], true)
+            .await?
+        {
+            let charge: ChargeState = serde_json::from_str(get_s(&item, "data").unwrap_or(""))
+                .map_err(|e| StoreError::Corrupt(format!("charge: {e}")))?;
+            out.push((
+                charge,
+                get_s(&item, "stamp").unwrap_or_default().to_string(),
+            ));
         }
         Ok(out)
     }
@@ -639,58 +604,50 @@ impl Store {
         ws: &str,
         customer_id: &str,
     ) -> Result<(Option<StoredPanel>, Option<ConnectionStatus>), StoreError> {
-        let key = |sk: String| -> Item {
-            [
-                ("pk".to_string(), s(keys::ws(ws))),
-                ("sk".to_string(), s(sk)),
-            ]
-            .into_iter()
-            .collect()
-        };
-        let mut request = KeysAndAttributes::builder()
-            .keys(key(keys::customer(customer_id)))
-            .keys(key(keys::CONNECTION.to_string()))
-            .projection_expression(format!("sk, {PANEL_ATTRS}, #st, purge_pending"))
-            .expression_attribute_names("#st", "status")
-            .build()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let items = self
+            .batch_get(
+                vec![
+                    key(keys::ws(ws), keys::customer(customer_id)),
+                    key(keys::ws(ws), keys::CONNECTION),
+                ],
+                &format!("sk, {PANEL_ATTRS}, #st, purge_pending"),
+                &[("#st", "status")],
+                false,
+            )
+            .await?;
         let (mut panel, mut status, mut purging) = (None, None, false);
-        for attempt in 0..5 {
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, request.clone())
-                .send()
-                .await
-                .map_err(StoreError::sdk)?;
-            for item in out
-                .responses()
-                .and_then(|r| r.get(&self.table))
-                .into_iter()
-                .flatten()
-            {
-                if get_s(item, "sk") == Some(keys::CONNECTION) {
-                    status = get_s(item, "status").and_then(|st| {
-                        serde_json::from_value(serde_json::Value::String(st.into())).ok()
-                    });
-                    // A previous account's data is being removed (`store::purge`).
-                    purging = item.get("purge_pending").is_some_and(|v| !v.is_null());
-                } else {
-                    panel = Some(stored_panel(item)?);
-                }
-            }
-            match out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
-                Some(rest) if !rest.keys().is_empty() => {
-                    // Throttled: fetch what is left after a short pause.
-                    request = rest.clone();
-                    tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
-                }
-                _ => return Ok((panel.filter(|_| !purging), status)),
+        for item in &items {
+            if get_s(item, "sk") == Some(keys::CONNECTION) {
+                status = get_s(item, "status").and_then(|st| {
+                    serde_json::from_value(serde_json::Value::String(st.into())).ok()
+                });
+                // A previous account's data is being removed (`store::purge`).
+                purging = item.get("purge_pending").is_some_and(|v| !v.is_null());
+            } else {
+                panel = Some(stored_panel(item)?);
             }
         }
-        Err(StoreError::Unavailable(
-            "batch read kept coming back unprocessed".into(),
-        ))
+        Ok((panel.filter(|_| !purging), status))
+    }
+
+    /// The panels of the customer items at `keys` (index entries), in the order given: the
+    /// indexes hold keys, the panels are derived from the items themselves.
+    async fn panels_at(&self, keys: Vec<Item>) -> Result<Vec<StoredPanel>, StoreError> {
+        let order: Vec<String> = keys
+            .iter()
+            .filter_map(|k| get_s(k, "sk").map(str::to_string))
+            .collect();
+        let mut found: std::collections::HashMap<String, StoredPanel> =
+            std::collections::HashMap::new();
+        for item in self
+            .batch_get(keys, &format!("sk, {PANEL_ATTRS}"), &[], false)
+            .await?
+        {
+            let sk = get_s(&item, "sk").unwrap_or_default().to_string();
+            found.insert(sk, stored_panel(&item)?);
+        }
+        // An entry whose item went in between (a purge) is simply not listed.
+        Ok(order.iter().filter_map(|sk| found.remove(sk)).collect())
     }
 
     /// One Query on the email index: every customer with this email, and a manual link if set.
@@ -709,16 +666,16 @@ impl Store {
             .send()
             .await
             .map_err(StoreError::sdk)?;
-        let mut panels = Vec::new();
+        let mut customers = Vec::new();
         let mut link = None;
-        for item in out.items() {
-            if get_s(item, "gsi1sk") == Some(keys::LINK_SORT) {
-                link = get_s(item, "customer_id").map(str::to_string);
-            } else {
-                panels.push(stored_panel(item)?);
+        for entry in out.items() {
+            if get_s(entry, "gsi1sk") == Some(keys::LINK_SORT) {
+                link = get_s(entry, "customer_id").map(str::to_string);
+            } else if let (Some(pk), Some(sk)) = (get_s(entry, "pk"), get_s(entry, "sk")) {
+                customers.push(key(pk, sk));
             }
         }
-        Ok((panels, link))
+        Ok((self.panels_at(customers).await?, link))
     }
 
     /// A manual link of an email to a customer; it wins over email matching.
@@ -777,17 +734,16 @@ impl Store {
                     .key_condition_expression("pk = :p AND begins_with(sk, :c)")
                     .expression_attribute_values(":p", s(&partition))
                     .expression_attribute_values(":c", s(keys::CUSTOMER_PREFIX))
-                    .projection_expression(format!("pk, sk, {PANEL_ATTRS}, #st"))
-                    .expression_attribute_names("#st", "status");
+                    .projection_expression(format!("pk, sk, {PANEL_ATTRS}"));
                 ("pk", partition)
             }
         };
-        let mut filters = vec!["attribute_exists(panel)".to_string()];
+        // Customers with a panel carry a `status` (guests and deleted customers do not).
+        let mut filters = vec!["attribute_exists(#st)".to_string()];
+        query = query.expression_attribute_names("#st", "status");
         if let Some(status) = &filter.status {
             filters.push("#st = :status".into());
-            query = query
-                .expression_attribute_names("#st", "status")
-                .expression_attribute_values(":status", s(status));
+            query = query.expression_attribute_values(":status", s(status));
         }
         if filter.currency.is_none() {
             if let Some(min) = filter.min_mrr {
@@ -807,11 +763,20 @@ impl Store {
             }
         }
         let out = query.send().await.map_err(StoreError::sdk)?;
-        let panels = out
-            .items()
-            .iter()
-            .map(stored_panel)
-            .collect::<Result<Vec<_>, _>>()?;
+        let panels = if filter.currency.is_some() {
+            // The MRR index holds keys: the panels come from the items.
+            let at = out
+                .items()
+                .iter()
+                .filter_map(|e| Some(key(get_s(e, "pk")?, get_s(e, "sk")?)))
+                .collect();
+            self.panels_at(at).await?
+        } else {
+            out.items()
+                .iter()
+                .map(stored_panel)
+                .collect::<Result<Vec<_>, _>>()?
+        };
         Ok(Ok((panels, out.last_evaluated_key().map(encode_cursor))))
     }
 }
@@ -819,6 +784,87 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::projection::testkit::{charge, customer, fold, invoice, price, subscription};
+    use crate::store::item_size;
+
+    /// Stripe-shaped text of `len` characters that deflate cannot shrink (ids and invoice URLs
+    /// are random base62).
+    fn random_text(seed: u64, len: usize) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ALPHABET[(x % 62) as usize] as char
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_year_old_subscribers_item_costs_two_write_units_at_most() {
+        // Ids and URLs as long as Stripe's: `cus_` + 14, `sub_`/`in_`/`ch_` + 24, and a hosted
+        // invoice URL of ~170 characters.
+        let cus = format!("cus_{}", random_text(1, 14));
+        let sub = format!("sub_{}", random_text(2, 24));
+        let p = price(
+            &format!("price_{}", random_text(3, 24)),
+            4900,
+            "month",
+            "licensed",
+        );
+        let start = 1_700_000_000;
+        let mut events = vec![(
+            "customer.created",
+            start,
+            customer(&cus, "ada.lovelace@example.com", start, true),
+        )];
+        for (i, qty) in [1, 2, 3].into_iter().enumerate() {
+            let t = start + 10 + i as i64 * 90 * 86_400;
+            events.push((
+                "customer.subscription.updated",
+                t,
+                subscription(
+                    &sub,
+                    &cus,
+                    "active",
+                    &p,
+                    qty,
+                    start + 10,
+                    t + 2_592_000,
+                    false,
+                    None,
+                ),
+            ));
+        }
+        for month in 0..12 {
+            let t = start + 100 + month * 2_592_000;
+            let id = format!("in_{}", random_text(10 + month as u64, 24));
+            let mut inv = invoice(&id, &cus, "paid", 1, t, 14_700);
+            inv["hosted_invoice_url"] = serde_json::json!(format!(
+                "https://invoice.stripe.com/i/acct_{}/live_{}?s=ap",
+                random_text(4, 16),
+                random_text(100 + month as u64, 120)
+            ));
+            events.push(("invoice.paid", t, inv));
+            let ch = format!("ch_{}", random_text(200 + month as u64, 24));
+            events.push((
+                "charge.succeeded",
+                t,
+                charge(&ch, Some(&cus), "succeeded", 14_700, 0, t),
+            ));
+        }
+        let mut agg = fold(&events);
+        agg.charges.clear();
+        let item = customer_item("ws_01J9ZQ4T5W6X7Y8Z9A0B1C2D3E", &cus, &agg, 42).unwrap();
+        let size = item_size(&item);
+        // One write unit per started KB: a rename or an invoice costs 2 units. Stored as plain
+        // JSON beside its precomputed panel, this customer's item was ~5 KB (5 units).
+        assert!(size <= 2048, "the item is {size} bytes");
+        let panel = stored_panel(&item).unwrap();
+        assert_eq!(panel.customer.unwrap().ltv.amount, 12 * 14_700);
+    }
 
     #[test]
     fn cursors_are_bound_to_their_partition() {

@@ -7,12 +7,13 @@ pub mod customers;
 pub mod keys;
 pub mod lookups;
 pub mod metrics;
+pub mod packed;
 pub mod purge;
 pub mod syncs;
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use thiserror::Error;
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -169,6 +170,67 @@ impl Store {
     pub fn table(&self) -> &str {
         &self.table
     }
+
+    /// The items at `keys` (those that exist, in no particular order): one BatchGetItem per 100
+    /// keys, fetching what comes back unprocessed (throttling) again after a growing pause.
+    /// `projection` names attributes; `#`-placeholders in it are resolved by `names`.
+    pub(crate) async fn batch_get(
+        &self,
+        keys: Vec<Item>,
+        projection: &str,
+        names: &[(&str, &str)],
+        consistent: bool,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        let mut keys = keys.into_iter().peekable();
+        while keys.peek().is_some() {
+            let mut request = KeysAndAttributes::builder()
+                .set_keys(Some(keys.by_ref().take(100).collect()))
+                .projection_expression(projection)
+                .consistent_read(consistent);
+            for (placeholder, name) in names {
+                request = request.expression_attribute_names(*placeholder, *name);
+            }
+            let mut request = request
+                .build()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let mut attempt = 0;
+            loop {
+                let got = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request.clone())
+                    .send()
+                    .await
+                    .map_err(StoreError::sdk)?;
+                if let Some(items) = got.responses().and_then(|r| r.get(&self.table)) {
+                    out.extend(items.iter().cloned());
+                }
+                match got.unprocessed_keys().and_then(|u| u.get(&self.table)) {
+                    Some(rest) if !rest.keys().is_empty() => {
+                        attempt += 1;
+                        if attempt > 8 {
+                            return Err(StoreError::Unavailable(
+                                "batch reads kept coming back unprocessed".into(),
+                            ));
+                        }
+                        request = rest.clone();
+                        tokio::time::sleep(std::time::Duration::from_millis(25 << attempt.min(5)))
+                            .await;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The primary key of the item `sk` in `pk`.
+pub(crate) fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    [("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))]
+        .into_iter()
+        .collect()
 }
 
 pub(crate) fn s(v: impl Into<String>) -> AttributeValue {

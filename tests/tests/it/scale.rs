@@ -192,3 +192,144 @@ async fn an_event_that_can_never_be_stored_is_dead_lettered_at_once_and_shown() 
         "{card}"
     );
 }
+
+/// A customer item as versions before the deflated aggregate wrote it: the aggregate as a JSON
+/// string, its panel, `last_active` and `synced_at` beside it.
+async fn rewrite_in_the_old_format(stack: &TestStack, ws: &str, id: &str) {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    let table = stack.env["TABLE_NAME"].clone();
+    let key = |item: aws_sdk_dynamodb::operation::get_item::builders::GetItemFluentBuilder| {
+        item.table_name(&table)
+            .key("pk", A::S(shared::store::keys::ws(ws)))
+            .key("sk", A::S(shared::store::keys::customer(id)))
+    };
+    let mut item = key(stack.aws.dynamodb.get_item())
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the customer is stored");
+    let agg = shared::store::packed::unpack(&item["agg"]).unwrap();
+    let panel = agg.panel_customer().expect("a customer with a panel");
+    item.insert("agg".into(), A::S(serde_json::to_string(&agg).unwrap()));
+    item.insert("panel".into(), A::S(serde_json::to_string(&panel).unwrap()));
+    item.insert("last_active".into(), A::N(agg.last_active().to_string()));
+    item.insert("synced_at".into(), A::N(agg.synced_at().to_string()));
+    stack
+        .aws
+        .dynamodb
+        .put_item()
+        .table_name(&table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn customers_stored_by_the_previous_version_read_the_same_and_move_to_the_new_format() {
+    let stack = TestStack::start().await.unwrap();
+    let ws = "ws_formats";
+    stack.connect_and_backfill(ws).await.unwrap();
+    let (id, email) = stack.some_active_customer(ws).await.unwrap();
+    let by_email = format!("/v1/stripe/customers?email={}", email.replace('+', "%2B"));
+    let (_, before) = stack.get(ws, Role::Agent, &by_email).await.unwrap();
+    let listed = |list: &Value| {
+        list["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["customer"]["id"] == id.as_str())
+    };
+
+    rewrite_in_the_old_format(&stack, ws, &id).await;
+    let (status, after) = stack.get(ws, Role::Agent, &by_email).await.unwrap();
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after, before, "an old item reads as the same panel");
+    let mrr = before["customer"]["mrr"]["amount"].as_i64().unwrap();
+    let currency = before["customer"]["mrr"]["currency"].as_str().unwrap();
+    let (_, by_mrr) = stack
+        .get(
+            ws,
+            Role::Agent,
+            &format!(
+                "/v1/stripe/customers?currency={currency}&min_mrr={mrr}&max_mrr={mrr}&limit=100"
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(listed(&by_mrr), "the MRR list finds the old item: {by_mrr}");
+    assert!(
+        listed_ids(&stack, ws, "status=active").await.contains(&id),
+        "the status list finds the old item"
+    );
+
+    // The next event rewrites it in the new format, with the change applied.
+    let renamed = integration::event(
+        "evt_formats_rename",
+        "customer.updated",
+        ACCOUNT,
+        shared::time::now_unix(),
+        json!({"id": id, "object": "customer", "email": email, "name": "Renamed After Upgrade",
+               "livemode": false}),
+    );
+    let (status, _) = stack.deliver(&renamed).await.unwrap();
+    assert_eq!(status, 200);
+    let seen = eventually(Duration::from_secs(20), || async {
+        let (_, p) = stack.get(ws, Role::Agent, &by_email).await.ok()?;
+        (p["customer"]["name"] == "Renamed After Upgrade").then_some(p)
+    })
+    .await
+    .expect("the rename reached the panel");
+    assert_eq!(seen["customer"]["mrr"], before["customer"]["mrr"]);
+    assert_eq!(seen["customer"]["ltv"], before["customer"]["ltv"]);
+    let item = stack
+        .aws
+        .dynamodb
+        .get_item()
+        .table_name(&stack.env["TABLE_NAME"])
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(shared::store::keys::ws(ws)),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S(shared::store::keys::customer(&id)),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert!(item["agg"].is_b(), "rewritten deflated");
+    assert!(!item.contains_key("panel") && !item.contains_key("synced_at"));
+    assert!(
+        listed_ids(&stack, ws, "status=active").await.contains(&id),
+        "the status list finds the rewritten item"
+    );
+}
+
+/// Every customer id of a filtered list, page by page.
+async fn listed_ids(stack: &TestStack, ws: &str, filter: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut path = format!("/v1/stripe/customers?{filter}&limit=25");
+    for _ in 0..1_000 {
+        let (status, page) = stack.get(ws, Role::Agent, &path).await.unwrap();
+        assert_eq!(status, 200, "{page}");
+        ids.extend(
+            page["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["customer"]["id"].as_str().map(str::to_string)),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => {
+                path = format!("/v1/stripe/customers?{filter}&limit=25&cursor={cursor}")
+            }
+            None => return ids,
+        }
+    }
+    panic!("the list did not end");
+}
