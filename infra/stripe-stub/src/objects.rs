@@ -22,6 +22,16 @@ pub fn embedded_list(mut data: Vec<Value>, url: String) -> Value {
 const ID_CHARS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// A Stripe-looking id: `prefix` followed by `len` alphanumerics.
+/// The opaque token of an invoice's hosted page, stable per invoice and as long as Stripe's
+/// (its URLs run to ~170 characters, most of them this token, which does not compress).
+fn url_token(invoice_id: &str) -> String {
+    use rand::SeedableRng;
+    let seed = invoice_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    random_id(&mut rand::rngs::StdRng::seed_from_u64(seed), "", 104)
+}
+
 pub fn random_id(rng: &mut impl Rng, prefix: &str, len: usize) -> String {
     let mut id = String::with_capacity(prefix.len() + len);
     id.push_str(prefix);
@@ -709,7 +719,7 @@ pub fn invoice(owner: &Owner, catalog: &Catalog, spec: &InvoiceSpec, full: bool)
         "ending_balance": 0,
         "footer": null,
         "from_invoice": null,
-        "hosted_invoice_url": format!("https://invoice.stripe.com/i/{}/{mode}_{}", owner.account_id, spec.id.trim_start_matches("in_")),
+        "hosted_invoice_url": format!("https://invoice.stripe.com/i/{}/{mode}_{}?s=ap", owner.account_id, url_token(&spec.id)),
         "invoice_pdf": format!("https://pay.stripe.com/invoice/{}/{mode}_{}/pdf", owner.account_id, spec.id.trim_start_matches("in_")),
         "issuer": {"type": "self"},
         "last_finalization_error": null,

@@ -242,13 +242,13 @@ fn routing() {
 }
 
 #[test]
-fn invoices_keep_the_newest_five() {
+fn invoices_keep_the_newest_five_drafts_and_nothing_before_the_newest_finalized_one() {
     let evs: Vec<_> = (0..8)
         .map(|i| {
             (
-                "invoice.finalized",
+                "invoice.created",
                 T + i,
-                invoice(&format!("in_{i}"), "cus_1", "open", 0, T + i, 100),
+                invoice(&format!("in_{i}"), "cus_1", "draft", 0, T + i, 100),
             )
         })
         .collect();
@@ -271,6 +271,22 @@ fn invoices_keep_the_newest_five() {
         .1
     ));
     assert_eq!(c, a);
+    // Finalizing one drops every invoice before it, whatever the order.
+    let finalized = (
+        "invoice.finalized",
+        T + 60,
+        invoice("in_5", "cus_1", "open", 0, T + 5, 100),
+    );
+    let mut with = evs.clone();
+    with.push(finalized.clone());
+    let mut first = vec![finalized];
+    first.extend(rev);
+    let (d, e) = (fold(&with), fold(&first));
+    assert_eq!(d, e);
+    assert_eq!(
+        d.invoices.keys().cloned().collect::<Vec<_>>(),
+        vec!["in_5", "in_6", "in_7"]
+    );
 }
 
 fn paying_customer() -> CustomerAggregate {
