@@ -225,6 +225,47 @@ pub fn two_account_stub() -> StubConfig {
 
 /// `TEST_LOG=1` shows the functions' logs (pretty) when debugging a test; every stack starter
 /// calls this first.
+/// Every log line the functions write in this process, kept for the test to read.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    /// Routes this process's logs here, in the Lambda format (JSON lines, as the metric
+    /// filters read them). Call before starting the stack; one capture per test process.
+    pub fn install() -> CapturedLogs {
+        let logs = CapturedLogs::default();
+        let sink = logs.clone();
+        shared::telemetry::init_json(move || sink.clone());
+        logs
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+
+    /// The JSON lines whose `message` is `message`.
+    pub fn lines_saying(&self, message: &str) -> Vec<Value> {
+        self.text()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|line| line["message"] == message)
+            .collect()
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 pub fn show_logs_if_asked() {
     if std::env::var("TEST_LOG").is_ok() {
         std::env::set_var("LOG_FORMAT", "pretty");

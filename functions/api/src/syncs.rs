@@ -199,7 +199,13 @@ pub async fn start_sync(
         .await
         .map_err(store_down)?
     {
-        Ok(conn) => conn,
+        Ok(taken) => {
+            if let Some(dead) = &taken.stalled_run {
+                // A Re-sync now over a run that died: alarmed like the sync's own takeover.
+                shared::sync::log_stalled(dead, &run_id);
+            }
+            taken.conn
+        }
         Err(SyncSlotRefusal::NotConnected) => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,

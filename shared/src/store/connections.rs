@@ -259,6 +259,14 @@ pub enum ConnectOutcome {
 }
 
 /// Why a manual sync cannot start.
+/// The sync slot, taken: the connection as it is now, and the run that held the slot with an
+/// expired lease, if any.
+#[derive(Debug, Clone)]
+pub struct SlotTaken {
+    pub conn: Connection,
+    pub stalled_run: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyncSlotRefusal {
     /// Another sync holds the slot.
@@ -701,7 +709,9 @@ impl Store {
     }
 
     /// Takes the account's single sync slot for `run_id`, counting a manual sync against the
-    /// tier's daily quota. Atomic: two callers never both get the slot.
+    /// tier's daily quota. Atomic: two callers never both get the slot. When the slot was held
+    /// by a run whose lease ran out (its invocation died), that run is named in the answer: the
+    /// caller logs it as stalled ([`crate::sync::log_stalled`]).
     pub async fn acquire_sync_slot(
         &self,
         workspace_id: &str,
@@ -709,7 +719,7 @@ impl Store {
         manual: bool,
         now: i64,
         lease_secs: i64,
-    ) -> Result<Result<Connection, SyncSlotRefusal>, StoreError> {
+    ) -> Result<Result<SlotTaken, SyncSlotRefusal>, StoreError> {
         let Some(conn) = self.get_connection(workspace_id).await? else {
             return Ok(Err(SyncSlotRefusal::NotConnected));
         };
@@ -775,11 +785,17 @@ impl Store {
                 .expression_attribute_values(":day", s(&today))
                 .expression_attribute_values(":count", n(used_today as i64 + 1));
         }
+        // The previous holder, if its lease ran out while it held the slot (checked above).
+        let stalled_run = conn
+            .running_sync
+            .clone()
+            .filter(|_| conn.running_sync_until.is_some_and(|until| until <= now));
         let result = request.send().await;
         match result {
-            Ok(out) => Ok(Ok(Connection::from_item(
-                out.attributes.unwrap_or_default(),
-            )?)),
+            Ok(out) => Ok(Ok(SlotTaken {
+                conn: Connection::from_item(out.attributes.unwrap_or_default())?,
+                stalled_run,
+            })),
             Err(e) if is_condition_failure(&e) => {
                 // Lost a race: report the current holder.
                 let current = self.get_connection(workspace_id).await?;

@@ -83,6 +83,13 @@ pub use crate::card::SYNC_STALLED;
 /// alarm in template.yaml match it exactly.
 pub const STALLED_LOG: &str = "sync stalled";
 
+/// Logs that `dead` stopped holding the sync slot without finishing (its lease ran out) and
+/// `resumed_by` took the slot over. Matched by the `SyncStalled` metric filters
+/// (docs/operations.md#sync-stalled): whichever function takes the slot over logs it.
+pub fn log_stalled(dead: &str, resumed_by: &str) {
+    warn!(stalled_run = %dead, resumed_by = %resumed_by, "sync stalled");
+}
+
 /// How a run's work is cut into invocations ("slices"), from `SYNC_SLICE_SECS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slicing {
@@ -250,11 +257,6 @@ async fn run(
     let lease = deps.slicing.lease_secs();
     let leased_here = conn.running_sync.as_deref() == Some(job.run_id.as_str())
         && conn.running_sync_until.is_some_and(|until| until > now);
-    // A run whose invocation died: it still names the slot, but its lease ran out.
-    let stalled = conn
-        .running_sync
-        .clone()
-        .filter(|_| conn.running_sync_until.is_some_and(|until| until <= now));
     let conn = if leased_here {
         match while_leased(ctx.run.status, ctx.run.slice, slice) {
             Takeover::Start => {}
@@ -292,7 +294,12 @@ async fn run(
             .acquire_sync_slot(ws, &job.run_id, false, now, lease)
             .await?
         {
-            Ok(conn) => conn,
+            Ok(taken) => {
+                if let Some(dead) = &taken.stalled_run {
+                    log_stalled(dead, &ctx.run.id);
+                }
+                taken.conn
+            }
             Err(SyncSlotRefusal::InProgress { run_id }) => {
                 info!(running = %run_id, "another sync holds the slot; run skipped");
                 ctx.refuse(
@@ -323,14 +330,6 @@ async fn run(
             }
         }
     };
-    if let Some(dead) = &stalled {
-        // Matched by the SyncStalled metric filter (docs/operations.md#sync-stalled).
-        warn!(
-            stalled_run = %dead,
-            resumed_by = %ctx.run.id,
-            "sync stalled"
-        );
-    }
     if ctx.run.status == RunStatus::Running && !leased_here {
         // This run's earlier invocation ended without handing on (died, or failed to reach
         // the store): a new slice continues it from its checkpoint.

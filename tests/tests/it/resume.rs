@@ -8,10 +8,12 @@
 use std::time::Duration;
 
 use integration::fault_proxy::ProxiedStack;
-use integration::{backfill_ended, eventually, small_stub, Route, TestStack};
+use integration::{backfill_ended, eventually, small_stub, CapturedLogs, Route, TestStack};
+use reqwest::Method;
 use serde_json::{json, Value};
 use shared::auth::Role;
 use shared::store::syncs::{RunStatus, SyncRun};
+use shared::sync::STALLED_LOG;
 use stripe_stub::{Fault, FaultKind, StubConfig};
 
 /// One seeded account, its data pinned to a fixed "now" so two stacks serve the same objects.
@@ -324,6 +326,7 @@ const COUNTED: [&str; 4] = [
 
 #[tokio::test]
 async fn a_killed_sync_resumes_from_its_checkpoints_repeating_at_most_one_page_per_part() {
+    let logs = CapturedLogs::install();
     std::env::remove_var("SYNC_SLICE_SECS");
     let config = pinned_stub(250);
 
@@ -421,14 +424,19 @@ async fn a_killed_sync_resumes_from_its_checkpoints_repeating_at_most_one_page_p
     .expect("the resumed backfill never ended");
     assert_eq!(card["backfill"]["status"], "succeeded", "{card}");
     assert_eq!(card["last_error"], Value::Null, "{card}");
-    let run = stack
-        .store
-        .get_sync_run("ws_k", &before.id)
-        .await
-        .unwrap()
-        .unwrap();
+    // The run's own record is finished right after the card (a separate write).
+    let run = eventually(Duration::from_secs(30), || async {
+        let run = stack.store.get_sync_run("ws_k", &before.id).await.ok()??;
+        (run.status != RunStatus::Running).then_some(run)
+    })
+    .await
+    .expect("the run stayed running");
     assert_eq!(run.status, RunStatus::Succeeded, "the same run finished");
     assert!(run.slice > before.slice, "a new slice took it over");
+    // The takeover was logged as the alarm's metric filter reads it.
+    let stalled = logs.lines_saying(STALLED_LOG);
+    assert_eq!(stalled.len(), 1, "{stalled:?}");
+    assert_eq!(stalled[0]["stalled_run"], before.id.as_str());
 
     let listed_after: Vec<u64> = COUNTED
         .iter()
@@ -462,4 +470,56 @@ async fn a_killed_sync_resumes_from_its_checkpoints_repeating_at_most_one_page_p
 
 fn integration_account() -> &'static str {
     "acct_1DevStripeAcct01"
+}
+
+#[tokio::test]
+async fn a_resync_now_over_a_dead_run_is_logged_as_stalled_for_the_alarm() {
+    let logs = CapturedLogs::install();
+    let stack = TestStack::start().await.unwrap();
+    let card = backfill(&stack, "ws_m").await;
+    assert_eq!(card["backfill"]["status"], "succeeded", "{card}");
+
+    // A sync's invocation died holding the slot: its lease ran out.
+    let dead = "0001750000000-deadbeef";
+    stack
+        .store
+        .update_connection("ws_m", |c| {
+            c.running_sync = Some(dead.into());
+            c.running_sync_until = Some(shared::time::now_unix() - 1);
+            true
+        })
+        .await
+        .unwrap();
+    let (_, card) = stack
+        .get("ws_m", Role::Viewer, "/v1/stripe/connection")
+        .await
+        .unwrap();
+    assert_eq!(card["last_error"]["code"], "sync_stalled", "{card}");
+    assert!(logs.lines_saying(STALLED_LOG).is_empty());
+
+    // The user presses Re-sync now: the API takes the slot over, and says so for the alarm.
+    let (status, answer) = stack
+        .send(Method::POST, "ws_m", Role::Agent, "/v1/stripe/syncs", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 202, "{answer}");
+    let stalled = logs.lines_saying(STALLED_LOG);
+    assert_eq!(stalled.len(), 1, "{stalled:?}");
+    assert_eq!(stalled[0]["stalled_run"], dead);
+    assert_eq!(stalled[0]["resumed_by"], answer["sync"]["id"]);
+
+    // The re-sync itself runs to the end, and the card is clear again.
+    let id = answer["sync"]["id"].as_str().unwrap().to_string();
+    let finished = eventually(Duration::from_secs(120), || async {
+        let run = stack.store.get_sync_run("ws_m", &id).await.ok()??;
+        (run.status == RunStatus::Succeeded).then_some(run)
+    })
+    .await;
+    assert!(finished.is_some(), "the re-sync never succeeded");
+    let (_, card) = stack
+        .get("ws_m", Role::Viewer, "/v1/stripe/connection")
+        .await
+        .unwrap();
+    assert_eq!(card["last_error"], Value::Null, "{card}");
+    assert_eq!(card["banner"], Value::Null, "{card}");
 }

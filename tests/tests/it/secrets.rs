@@ -1,32 +1,17 @@
 //! Tokens: sealed under KMS with the tenant as encryption context, never in a log line or a
 //! response. Secrets: one per value, and each function reads only its own.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use devstack::local_aws::{export_env, Moto};
-use integration::{TestStack, DASHBOARD_URL, PLATFORM_KEY, WEBHOOK_SECRET};
+use integration::{CapturedLogs, TestStack, DASHBOARD_URL, PLATFORM_KEY, WEBHOOK_SECRET};
 use reqwest::Method;
 use shared::auth::Role;
 use shared::secrets::Secret;
 use shared::vault::{TokenOwner, Vault, VaultError};
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn no_token_or_secret_reaches_a_log_line_or_a_response() {
-    let logs = Captured::default();
+    // Every level and every span, not only the Lambda format's.
+    let logs = CapturedLogs::default();
     let sink = logs.clone();
     tracing_subscriber::fmt()
         .json()
@@ -79,7 +64,7 @@ async fn no_token_or_secret_reaches_a_log_line_or_a_response() {
         let (_, body) = stack.get("ws_s", Role::Owner, path).await.unwrap();
         responses.push_str(&body.to_string());
     }
-    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logged = logs.text();
     assert!(
         logged.len() > 1000,
         "the test must actually capture the functions' logs"
