@@ -10,7 +10,7 @@ use shared::secrets::Secret;
 use shared::stripe::client::{AccountCredential, StripeClient};
 use shared::sync::plan::{created_ranges, listing_window, LISTING_PARTS};
 use shared::sync::LISTED;
-use stripe_stub::{SeedAccount, StubConfig};
+use stripe_stub::{SeedAccount, StubConfig, StubHandle};
 use tokio::sync::mpsc;
 
 use crate::report::{dur, Section, Verdict};
@@ -19,17 +19,27 @@ use crate::stack::Stack;
 const ACCOUNT: &str = "acct_1BenchBackfill01";
 const WORKSPACE: &str = "ws_bench_backfill";
 /// Stripe's live-mode limit, which the client observes and the stand-in enforces.
-const STRIPE_LIMIT_PER_SEC: f64 = 100.0;
-const LATENCY_MS: u64 = 40;
+pub(crate) const STRIPE_LIMIT_PER_SEC: f64 = 100.0;
+pub(crate) const LATENCY_MS: u64 = 40;
 
 /// Stripe's per-endpoint limit: a listing of one object type cannot go faster than this.
 const ENDPOINT_LIMIT_PER_SEC: f64 = 25.0;
 
 /// The rate-limit floor of a listing: the account limit over all its requests, or the
 /// per-endpoint limit over the busiest object type, whichever is longer.
-fn floor_secs(total_requests: u64, busiest_endpoint_requests: u64) -> f64 {
+pub(crate) fn floor_secs(total_requests: u64, busiest_endpoint_requests: u64) -> f64 {
     (total_requests as f64 / STRIPE_LIMIT_PER_SEC)
         .max(busiest_endpoint_requests as f64 / ENDPOINT_LIMIT_PER_SEC)
+}
+
+/// The most-requested listed type and the requests the stand-in served for it (its
+/// per-endpoint floor).
+pub(crate) fn busiest_listing(stub: &StubHandle) -> (&'static str, u64) {
+    LISTED
+        .iter()
+        .map(|(path, _)| (*path, stub.requests_served_under(path)))
+        .max_by_key(|(_, served)| *served)
+        .unwrap_or_default()
 }
 
 pub struct Sizes {
@@ -86,11 +96,7 @@ async fn stripe_side(stack: &Stack) -> anyhow::Result<(u64, u64, u64, Duration)>
         .into_iter()
         .sum();
     let elapsed = started.elapsed();
-    let busiest = LISTED
-        .iter()
-        .map(|(path, _)| stack.stub.requests_served_under(path))
-        .max()
-        .unwrap_or(0);
+    let (_, busiest) = busiest_listing(&stack.stub);
     Ok((objects, client.requests_made(), busiest, elapsed))
 }
 

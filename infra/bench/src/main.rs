@@ -4,6 +4,7 @@
 //!   bench [--quick] [--sections 1,2,...] [--out PATH]
 //!
 //! `--quick` uses small counts (for development); every number is measured either way.
+//! Sections: 1-8, 10 and 11 (11 lists a 1,000,000-object account; 20,000 with `--quick`).
 
 mod backfill;
 mod binaries;
@@ -12,6 +13,7 @@ mod cost;
 mod counting;
 mod e2e;
 mod handler_work;
+mod million;
 mod report;
 mod sizing;
 mod stack;
@@ -33,7 +35,7 @@ struct Options {
 fn options() -> anyhow::Result<Options> {
     let mut opts = Options {
         quick: false,
-        sections: (1..=8).chain([10]).collect(),
+        sections: (1..=8).chain([10, 11]).collect(),
         out: devstack::local_aws::repo_root().join("bench-report.md"),
     };
     let mut args = std::env::args().skip(1);
@@ -207,6 +209,14 @@ async fn on_small_stack(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Section 11's listing child: this binary re-executed, so its memory is measured alone.
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some(million::CHILD_ARG) {
+        let account = args
+            .next()
+            .context("the listing child needs an account id")?;
+        return million::child(&account).await;
+    }
     let opts = options()?;
     let started = Instant::now();
     let mut header = machine();
@@ -261,6 +271,22 @@ async fn main() -> anyhow::Result<()> {
         sections.push((
             6,
             s.unwrap_or_else(|e| Section::failed("6. Backfill", "", &e)),
+        ));
+    }
+    if opts.sections.contains(&11) {
+        let sizes = if opts.quick {
+            million::Sizes::quick()
+        } else {
+            million::Sizes::full()
+        };
+        say(&format!(
+            "section 11: listing a {}-customer, {}-day account (the Stripe side of a backfill)",
+            sizes.customers, sizes.days
+        ));
+        let s = million::run(&sizes).await;
+        sections.push((
+            11,
+            s.unwrap_or_else(|e| Section::failed(million::TITLE, "", &e)),
         ));
     }
     if opts.sections.contains(&8) {

@@ -54,9 +54,10 @@ use plan::{
     choose_mode, created_ranges, listing_parts, listing_window, may_continue, while_leased, Mode,
     Takeover, LISTING_PARTS,
 };
-pub use read::LISTED;
-use read::{Listed, ReadError, Reader};
-use writer::{Tally, Writer};
+use read::Stored;
+pub use read::{account_created, newest_event, Listed, PageSink, ReadError, Reader, LISTED};
+pub use writer::Tally;
+use writer::Writer;
 
 use crate::config::ConfigError;
 use crate::domain_events::{DomainEvent, Publisher};
@@ -559,12 +560,16 @@ impl RunCtx<'_> {
                 let reader = Reader {
                     client: &client,
                     cred: &cred,
-                    writer: &writer,
                     observed_at: started,
                 };
-                let read =
-                    with_progress(deps, self.job, &recorder, false, reader.apply_events(since))
-                        .await;
+                let read = with_progress(
+                    deps,
+                    self.job,
+                    &recorder,
+                    false,
+                    reader.apply_events(since, &writer),
+                )
+                .await;
                 self.run = recorder.finish();
                 let done = read.map(|r| {
                     Some(Done {
@@ -628,7 +633,6 @@ impl RunCtx<'_> {
                 let reader = Reader {
                     client,
                     cred,
-                    writer: &writer,
                     observed_at: started,
                 };
                 with_progress(
@@ -636,7 +640,13 @@ impl RunCtx<'_> {
                     self.job,
                     &recorder,
                     owns_backfill,
-                    reader.list_everything(stop_at, &recorder),
+                    reader.list_everything(
+                        stop_at,
+                        &Stored {
+                            writer: &writer,
+                            recorder: &recorder,
+                        },
+                    ),
                 )
                 .await
             }

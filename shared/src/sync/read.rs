@@ -2,15 +2,17 @@
 //! from the cursor. Pages are written as they arrive, through [`Writer`]; a full listing saves
 //! each part's cursor after every page, so it can stop at a deadline and continue elsewhere.
 
+use std::future::Future;
+
 use futures::future::try_join_all;
 use futures::stream::{self, TryStreamExt};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::plan::{range_progress, sort_page, unfinished_parts};
+use super::plan::{range_progress, sort_page, unfinished_parts, PageWork};
 use super::resolve::{self, Known};
-use super::writer::{Writer, WRITE_CONCURRENCY};
+use super::writer::{Tally, Writer, WRITE_CONCURRENCY};
 use super::Recorder;
 use crate::projection::{route_event, CatalogItem, Change, Routed};
 use crate::store::syncs::PartCheckpoint;
@@ -113,9 +115,46 @@ pub async fn account_created(
 pub struct Reader<'a> {
     pub client: &'a StripeClient,
     pub cred: &'a AccountCredential,
-    pub writer: &'a Writer<'a>,
     /// The stamp time of listed objects: the run's start.
     pub observed_at: i64,
+}
+
+/// Where a full listing's pages go. A sync writes each page to the store and saves its part's
+/// checkpoint ([`Stored`]); the bench puts a counter here to time the Stripe side of this same
+/// listing (parts, ranges, paging, rate limits, page handling) and its memory without a store.
+pub trait PageSink: Sync {
+    /// The run's tally: every part's checkpoint, and the counts.
+    fn tally(&self) -> &Tally;
+    /// A catalog item (product, price, coupon) learned while listing.
+    fn catalog(&self, item: &CatalogItem) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// One listed page, sorted; nothing of it is kept past the call.
+    fn page(&self, work: &PageWork) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Saves every part's checkpoint; called after a page is handled, before the next is asked for.
+    fn checkpoint(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The sync's sink: the run's writer and its recorder.
+pub(super) struct Stored<'a> {
+    pub writer: &'a Writer<'a>,
+    pub recorder: &'a Recorder<'a>,
+}
+
+impl PageSink for Stored<'_> {
+    fn tally(&self) -> &Tally {
+        &self.writer.tally
+    }
+
+    async fn catalog(&self, item: &CatalogItem) -> Result<(), StoreError> {
+        self.writer.catalog(item).await.map(drop)
+    }
+
+    async fn page(&self, work: &PageWork) -> Result<(), StoreError> {
+        self.writer.page(work).await
+    }
+
+    async fn checkpoint(&self) -> Result<(), StoreError> {
+        self.recorder.save().await
+    }
 }
 
 /// How a full listing ended in this invocation.
@@ -160,17 +199,17 @@ impl Reader<'_> {
     pub async fn list_everything(
         &self,
         stop_at: Instant,
-        recorder: &Recorder<'_>,
+        sink: &impl PageSink,
     ) -> Result<Listed, ReadError> {
         let known = Known::default();
-        let parts = self.writer.tally.parts();
+        let parts = sink.tally().parts();
         let (first, rest) = unfinished_parts(&parts);
         for group in [first, rest] {
             let ended = try_join_all(
                 group
                     .into_iter()
                     .filter_map(|i| parts.get(i).map(|p| (i, p)))
-                    .map(|(i, part)| self.list_part(i, part, &known, stop_at, recorder)),
+                    .map(|(i, part)| self.list_part(i, part, &known, stop_at, sink)),
             )
             .await?;
             if ended.contains(&Listed::Paused) {
@@ -186,9 +225,9 @@ impl Reader<'_> {
         part: &PartCheckpoint,
         known: &Known,
         stop_at: Instant,
-        recorder: &Recorder<'_>,
+        sink: &impl PageSink,
     ) -> Result<Listed, ReadError> {
-        let tally = &self.writer.tally;
+        let tally = sink.tally();
         let Some(params) = listed_params(&part.path) else {
             tracing::warn!(path = %part.path, "checkpoint names a listing this version does not know; skipped");
             tally.finish(index);
@@ -217,7 +256,7 @@ impl Reader<'_> {
                 Err(StripeError::NotFound { .. }) if part.path == "/v1/coupons" => {
                     tracing::info!("coupons cannot be listed; discount ids resolve one by one");
                     tally.finish(index);
-                    recorder.save().await?;
+                    sink.checkpoint().await?;
                     return Ok(Listed::Done);
                 }
                 Err(e) => return Err(e.into()),
@@ -228,10 +267,10 @@ impl Reader<'_> {
                 .and_then(|o| o.get("id"))
                 .and_then(Value::as_str)
                 .map(str::to_owned);
-            let oldest = self.write_listed(data, known).await?;
+            let oldest = self.write_listed(data, known, sink).await?;
             if !has_more {
                 tally.finish(index);
-                recorder.save().await?;
+                sink.checkpoint().await?;
                 return Ok(Listed::Done);
             }
             match last_id {
@@ -240,7 +279,7 @@ impl Reader<'_> {
                     tally.advance(index, &id, progress);
                     // Saved before the next page is asked for: a crash from here on repeats at
                     // most the page after this one.
-                    recorder.save().await?;
+                    sink.checkpoint().await?;
                     after = Some(id);
                 }
                 _ => {
@@ -261,6 +300,7 @@ impl Reader<'_> {
         &self,
         mut page: Vec<Value>,
         known: &Known,
+        sink: &impl PageSink,
     ) -> Result<Option<i64>, ReadError> {
         let (client, cred, observed_at) = (self.client, self.cred, self.observed_at);
         for object in page.iter_mut() {
@@ -284,17 +324,20 @@ impl Reader<'_> {
             }
         }
         for item in known.take_learned() {
-            self.writer.catalog(&item).await?;
+            sink.catalog(&item).await?;
         }
-        self.writer.page(&work).await?;
+        sink.page(&work).await?;
         Ok(work.oldest_created)
     }
 
     /// Applies every event created at or after `since`, as the projector would.
-    pub async fn apply_events(&self, since: i64) -> Result<EventsRead, ReadError> {
+    pub(super) async fn apply_events(
+        &self,
+        since: i64,
+        writer: &Writer<'_>,
+    ) -> Result<EventsRead, ReadError> {
         let query = vec![("created[gte]".to_owned(), since.to_string())];
         let (tx, mut rx) = mpsc::channel::<Vec<Value>>(PAGE_BUFFER);
-        let writer = self.writer;
         let (client, cred, observed_at) = (self.client, self.cred, self.observed_at);
         let known = Known::default();
         let known = &known;
