@@ -27,6 +27,8 @@ echo "lint: check_template.py"
 "$VENV/bin/python" "$ROOT/infra/check_template.py" "$TEMPLATE" || status=1
 echo "lint: check_template.py negative tests (each check fails on a template missing what it checks)"
 "$VENV/bin/python" "$ROOT/infra/test_check_template.py" || status=1
+echo "lint: moto_serial.py's queue counts equal moto's own"
+"$VENV/bin/python" "$ROOT/infra/test_moto_serial.py" || status=1
 
 if [ "$status" -ne 0 ]; then
   echo "lint: FAILED" >&2

@@ -11,6 +11,12 @@ item of every transaction, so a transaction costs O(table size). Under the lock,
 snapshot the items a transaction touches and put them back if it is cancelled, which is what
 DynamoDB's all-or-nothing promise needs.
 
+moto's SQS has the same shape of cost: every SendMessage reads the queue's attributes, which counts
+visible, in-flight and delayed messages by asking each message the time (a datetime round trip per
+message, three times). With the tens of thousands of messages a billing-day burst queues, intake
+slowed to a few events a second. The counts below take the time once per scan and compare the
+messages' own timestamps, which is the same answer at a fraction of the cost.
+
     python infra/moto_serial.py -H 127.0.0.1 -p 5000
 """
 
@@ -77,6 +83,29 @@ def patch_transactions() -> None:
     models.DynamoDBBackend.transact_write_items = transact_write_items
 
 
+def patch_queue_scans() -> None:
+    """Count a queue's messages with one clock reading per scan instead of one per message."""
+    from moto.core.utils import unix_time_millis
+    from moto.sqs import models
+
+    def messages(self):
+        now = unix_time_millis()
+        return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
+
+    def delayed(self):
+        now = unix_time_millis()
+        return sum(1 for m in self._messages if now < m.delayed_until)
+
+    def not_visible(self):
+        now = unix_time_millis()
+        return sum(1 for m in self._messages if not now > m.visible_at)
+
+    models.Queue.messages = property(messages)
+    models.Queue.approximate_number_of_messages_delayed = property(delayed)
+    models.Queue.approximate_number_of_messages_not_visible = property(not_visible)
+    models.Queue.approximate_number_of_messages = property(lambda self: len(self.messages))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -84,6 +113,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("MOTO_PORT", str(args.port))
     patch_transactions()
+    patch_queue_scans()
     app = serialised(DomainDispatcherApplication(create_backend_app))
     run_simple(args.host, args.port, app, threaded=True, use_reloader=False, request_handler=MotoRequestHandler)
 
