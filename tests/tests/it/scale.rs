@@ -193,6 +193,72 @@ async fn an_event_that_can_never_be_stored_is_dead_lettered_at_once_and_shown() 
     );
 }
 
+#[tokio::test]
+async fn a_backfill_skips_a_customer_the_store_refuses_for_good_and_finishes_the_rest() {
+    let stack = TestStack::start_with(integration::small_stub())
+        .await
+        .unwrap();
+    // A customer DynamoDB refuses however often it is tried: its sort key passes the 1,024-byte
+    // key limit (a ValidationException, not a throttle).
+    let mut refused = stack
+        .stub
+        .new_customer(ACCOUNT, "refused@example.com", "Refused Co");
+    let refused_id = format!("cus_{}", "R".repeat(1_100));
+    refused["id"] = json!(refused_id);
+    let quiet = EmitOptions {
+        skip_delivery: true,
+        ..Default::default()
+    };
+    stack
+        .stub
+        .emit_with(ACCOUNT, "customer.created", refused, quiet)
+        .await
+        .unwrap();
+
+    let card = stack.connect_and_backfill("ws_skip").await.unwrap();
+    // The backfill finished, and the card says which customer it could not store and why.
+    assert_eq!(card["backfill"]["status"], "succeeded", "{card}");
+    assert_eq!(card["last_error"]["code"], "customers_skipped", "{card}");
+    let message = card["last_error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("1 customer(s) could not be stored"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&refused_id),
+        "names the customer: {message}"
+    );
+    assert!(
+        message.contains("ValidationException"),
+        "says why: {message}"
+    );
+    // Every other customer landed.
+    let others: Vec<String> = stack
+        .stub
+        .find(ACCOUNT, stripe_stub::Kind::Customer, |c| {
+            c["id"] != refused_id.as_str()
+        })
+        .iter()
+        .filter_map(|c| c["id"].as_str().map(str::to_string))
+        .collect();
+    assert!(others.len() >= 25, "{} customers", others.len());
+    for id in &others {
+        let (status, panel) = stack
+            .get(
+                "ws_skip",
+                Role::Viewer,
+                &format!("/v1/stripe/customers/{id}"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{id}: {panel}");
+        assert_eq!(panel["customer"]["id"], id.as_str(), "{panel}");
+    }
+    // Nothing was left to a retry that can never succeed.
+    assert_eq!(stack.queue_depth("SYNC_DLQ_URL").await.unwrap(), 0);
+    assert_eq!(stack.queue_depth("SYNC_QUEUE_URL").await.unwrap(), 0);
+}
+
 /// A customer item as versions before the deflated aggregate wrote it: the aggregate as a JSON
 /// string, its panel, `last_active` and `synced_at` beside it.
 async fn rewrite_in_the_old_format(stack: &TestStack, ws: &str, id: &str) {
