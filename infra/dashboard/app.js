@@ -41,9 +41,20 @@ class ApiError extends Error {
 }
 
 // One call of the public API as the picked member; resolves to the JSON body (null for 204).
+// An answer that arrives after the member signed in to another workspace (or as another role)
+// is dropped, never rendered: the call stays pending, so no caller paints the previous
+// workspace's data (or clears the new one's) under the new sign-in.
 async function api(method, path, body) {
+  const token = session.token;
+  const answer = await call(token, method, path, body);
+  if (session.token !== token) return new Promise(() => {});
+  if (answer.error) throw answer.error;
+  return answer.json;
+}
+
+async function call(token, method, path, body) {
   const headers = {};
-  if (session.token) headers.Authorization = "Bearer " + session.token;
+  if (token) headers.Authorization = "Bearer " + token;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const resp = await fetch(path, {
     method,
@@ -55,8 +66,7 @@ async function api(method, path, body) {
   const text = await resp.text();
   let json = null;
   try { json = text ? JSON.parse(text) : null; } catch (_) { json = null; }
-  if (!resp.ok) throw new ApiError(resp.status, json);
-  return json;
+  return resp.ok ? { json } : { error: new ApiError(resp.status, json) };
 }
 
 function say(id, text, isError) {
