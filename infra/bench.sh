@@ -4,8 +4,8 @@
 # runs target/release/bench, which measures the pipeline on the local stack and writes
 # bench-report.md at the repository root (and prints it).
 #
-#   bash infra/bench.sh            full run (~14 minutes, after a release build of ~10-20 minutes cold on 2 cores):
-#                                  ~6 minutes for sections 1-10, ~8 for section 11, which seeds and renders a
+#   bash infra/bench.sh            full run (~45 minutes, after a release build of ~10-20 minutes cold on 2 cores):
+#                                  ~15 minutes for sections 1-8, ~20 for section 10's 20,000-event burst (moto-bound), ~8 for section 11, which seeds and renders a
 #                                  1,000,000-object account in the stand-in (~3.5 min, ~5 GB of RAM) and lists it
 #                                  (~3.7 min, bounded by Stripe's rate limits)
 #   bash infra/bench.sh --quick    small counts (section 11: ~20,000 objects, a few seconds)
