@@ -172,6 +172,35 @@ impl Route<'_> {
         Ok((status, body))
     }
 
+    /// Every customer id of the workspace's list with the query `filter` (e.g.
+    /// `status=active&limit=25`), following `next_cursor` page by page (1,000 pages at most).
+    pub async fn customer_ids(
+        &self,
+        workspace_id: &str,
+        filter: &str,
+    ) -> anyhow::Result<Vec<String>> {
+        let mut ids = Vec::new();
+        let mut path = format!("/v1/stripe/customers?{filter}");
+        for _ in 0..1_000 {
+            let (status, page) = self
+                .send(reqwest::Method::GET, workspace_id, Role::Agent, &path, None)
+                .await?;
+            anyhow::ensure!(status == 200, "{path} answered {status}: {page}");
+            ids.extend(
+                page["data"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p["customer"]["id"].as_str().map(str::to_string)),
+            );
+            match page["next_cursor"].as_str() {
+                Some(cursor) => path = format!("/v1/stripe/customers?{filter}&cursor={cursor}"),
+                None => return Ok(ids),
+            }
+        }
+        anyhow::bail!("{workspace_id}'s list did not end within 1,000 pages")
+    }
+
     /// Polls the workspace's connection card (60 s at most) until `done` holds.
     pub async fn card_when(
         &self,
@@ -223,8 +252,6 @@ pub fn two_account_stub() -> StubConfig {
     config
 }
 
-/// `TEST_LOG=1` shows the functions' logs (pretty) when debugging a test; every stack starter
-/// calls this first.
 /// Every log line the functions write in this process, kept for the test to read.
 #[derive(Clone, Default)]
 pub struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
@@ -266,6 +293,8 @@ impl std::io::Write for CapturedLogs {
     }
 }
 
+/// `TEST_LOG=1` shows the functions' logs (pretty) when debugging a test; every stack starter
+/// calls this first.
 pub fn show_logs_if_asked() {
     if std::env::var("TEST_LOG").is_ok() {
         std::env::set_var("LOG_FORMAT", "pretty");
@@ -325,7 +354,7 @@ impl TestStack {
         token(workspace_id, role)
     }
 
-    fn routes(&self) -> Route<'_> {
+    pub fn routes(&self) -> Route<'_> {
         Route {
             http: &self.http,
             base_url: &self.base_url,

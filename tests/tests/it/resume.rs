@@ -42,21 +42,7 @@ async fn dashboard(
                 .unwrap()
         }
     };
-    let mut ids = Vec::new();
-    let mut path = "/v1/stripe/customers?limit=100".to_string();
-    for _ in 0..1_000 {
-        let (status, page) = get(Role::Agent, path.clone()).await;
-        assert_eq!(status, 200, "{path}: {page}");
-        for panel in page["data"].as_array().into_iter().flatten() {
-            if let Some(id) = panel["customer"]["id"].as_str() {
-                ids.push(id.to_string());
-            }
-        }
-        match page["next_cursor"].as_str() {
-            Some(cursor) => path = format!("/v1/stripe/customers?limit=100&cursor={cursor}"),
-            None => break,
-        }
-    }
+    let mut ids = route.customer_ids(ws, "limit=100").await.unwrap();
     ids.sort();
     let mut panels = Vec::new();
     for id in ids {

@@ -377,26 +377,7 @@ async fn customers_stored_by_the_previous_version_read_the_same_and_move_to_the_
     );
 }
 
-/// Every customer id of a filtered list, page by page.
 async fn listed_ids(stack: &TestStack, ws: &str, filter: &str) -> Vec<String> {
-    let mut ids = Vec::new();
-    let mut path = format!("/v1/stripe/customers?{filter}&limit=25");
-    for _ in 0..1_000 {
-        let (status, page) = stack.get(ws, Role::Agent, &path).await.unwrap();
-        assert_eq!(status, 200, "{page}");
-        ids.extend(
-            page["data"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|p| p["customer"]["id"].as_str().map(str::to_string)),
-        );
-        match page["next_cursor"].as_str() {
-            Some(cursor) => {
-                path = format!("/v1/stripe/customers?{filter}&limit=25&cursor={cursor}")
-            }
-            None => return ids,
-        }
-    }
-    panic!("the list did not end");
+    let filter = format!("{filter}&limit=25");
+    stack.routes().customer_ids(ws, &filter).await.unwrap()
 }
